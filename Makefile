@@ -1,0 +1,42 @@
+# Customer Pulse. `make demo` and `make test` work on a fresh machine: they create the venv,
+# install the package and fetch the Kafka jars first.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PULSE  := $(VENV)/bin/pulse
+STAMP  := $(VENV)/.installed
+
+.PHONY: install jars demo test unit up down status bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+jars: $(STAMP)
+	$(PULSE) kafka fetch
+
+demo: jars
+	$(PULSE) demo
+
+test: jars
+	$(PY) -m pytest
+
+unit: $(STAMP)
+	$(PY) -m pytest -m "not integration"
+
+up: jars
+	$(PULSE) up
+
+down: $(STAMP)
+	$(PULSE) down
+
+status: $(STAMP)
+	$(PULSE) status
+
+clean:
+	-$(PULSE) down
+	rm -rf .pulse

@@ -1,0 +1,238 @@
+"""``pulse``: the command line of Customer Pulse.
+
+Every command reads its settings from the environment (see ``pulse --help`` and the
+README): ``KAFKA_BOOTSTRAP``, ``CLICKHOUSE_DSN``, ``PULSE_DATA_DIR`` and friends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import orjson
+
+from pulse.settings import Settings, SettingsError, load_settings
+
+ENVIRONMENT_HELP = """\
+environment:
+  KAFKA_BOOTSTRAP        Kafka bootstrap servers; unset = the project's local broker
+  PULSE_KAFKA_PORT       local broker port (default 9092; controller: PULSE_KAFKA_CONTROLLER_PORT, 9093)
+  CLICKHOUSE_DSN         chdb:///path (embedded, default <data dir>/clickhouse) or http://user:pass@host:8123/db
+  PULSE_DATA_DIR         data, pid files and logs (default ./.pulse)
+  PULSE_CACHE_DIR        downloaded Kafka jars (default ~/.cache/customer-pulse)
+  PULSE_TOPIC_PREFIX     prefix of every topic name (default "pulse.")
+  PULSE_PARTITIONS       partitions per topic (default 4); PULSE_REPLICATION_FACTOR (default 1)
+  PULSE_APP_ID           Faust app id and consumer-group prefix (default customer-pulse)
+  PULSE_WORKER_METRICS_PORT  worker /metrics port (default 9464)
+  PULSE_SINK_PORT        sink port for /query, /healthz and /metrics (default 8124)
+  PULSE_CONFIG           YAML file with tuning sections: producer, dedup, sink
+"""
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = load_settings()
+        return args.handler(args, settings)
+    except SettingsError as exc:
+        print(f"pulse: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # a CLI user wants the message, not a traceback
+        if logging.getLogger().isEnabledFor(logging.DEBUG) or getattr(args, "debug", False):
+            raise
+        print(f"pulse {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pulse",
+        description="Customer Pulse: real-time customer analytics on Kafka, Faust and ClickHouse.",
+        epilog=ENVIRONMENT_HELP + "\nquick start: pulse up; pulse produce events.jsonl; pulse query 'SELECT count() FROM events FINAL'; pulse down",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, handler: Handler, summary: str, description: str = "") -> argparse.ArgumentParser:
+        sub = commands.add_parser(
+            name, help=summary, description=description or summary, epilog=ENVIRONMENT_HELP,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )  # fmt: skip
+        sub.set_defaults(handler=handler)
+        return sub
+
+    kafka = command("kafka", _kafka, "run the project's local Kafka broker (3.9.1, KRaft, 127.0.0.1)",
+                    "Start, stop or inspect the local single-node Kafka broker. Jars come from Maven Central on "
+                    "first start and are cached in PULSE_CACHE_DIR; data lives in <data dir>/kafka. "
+                    "Not needed when KAFKA_BOOTSTRAP points at another cluster.")  # fmt: skip
+    kafka.add_argument(
+        "action", choices=["fetch", "start", "stop", "status"],
+        help="fetch (resolve the jars only), start (waits until it answers), stop (only the broker we started), status",
+    )  # fmt: skip
+    command("topics", _topics, "create the pipeline's topics if missing",
+            "Create the events, valid-events and dead-letter topics with PULSE_PARTITIONS partitions.")  # fmt: skip
+    command("migrate", _migrate, "apply pending ClickHouse migrations (idempotent)",
+            "Apply sinks/migrations/*.sql not yet recorded in schema_migrations. With the embedded engine, "
+            "the sink holds the database while it runs (it migrates on start), so stop it first.")  # fmt: skip
+    worker = command("worker", _worker, "run the stream jobs (Faust worker) in the foreground",
+                     "Validate, de-duplicate and normalise events from the events topic; dead-letter bad input. "
+                     "Serves Prometheus metrics on PULSE_WORKER_METRICS_PORT. Stops on SIGINT/SIGTERM.")  # fmt: skip
+    worker.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"])
+    command("sink", _sink, "run the ClickHouse sink in the foreground",
+            "Consume the valid-events and dead-letter topics and insert them into ClickHouse in batches, "
+            "committing offsets only after the insert. Serves /query (read-only SQL), /healthz and /metrics "
+            "on PULSE_SINK_PORT. Stops on SIGINT/SIGTERM after flushing.")  # fmt: skip
+    produce = command("produce", _produce, "publish a JSONL file of events to Kafka",
+                      "Publish FILE (one JSON event per line). Lines that are not JSON or break the event contract "
+                      "are reported with their line numbers and sent to the dead-letter topic. Exits 1 if Kafka "
+                      "did not confirm every record.")  # fmt: skip
+    produce.add_argument("file", type=Path, metavar="FILE", help="path of a .jsonl file")
+    query = command("query", _query, "run a read-only SQL query against ClickHouse",
+                    "Print the result of one SELECT. With the embedded engine the query goes to the running sink.")  # fmt: skip
+    query.add_argument("sql", metavar="SQL")
+    query.add_argument("--json", action="store_true", help="print {columns, rows} as JSON instead of a table")
+    up = command("up", _up, "start the local stack in the background",
+                 "Start the broker (unless KAFKA_BOOTSTRAP is set), create topics, then the sink and the worker, "
+                 "each with a pid file in <data dir>/run and a log in <data dir>/logs.")  # fmt: skip
+    up.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for each stage to be ready")
+    command("down", _down, "stop everything `pulse up` started")
+    command("status", _status, "say which parts of the local stack are running")
+    command("demo", _demo, "run the pipeline on the shipped sample and print a summary",
+            "Start a fresh stack in <data dir>/demo, publish the sample events, wait until the worker and the "
+            "sink have caught up, count the rows in ClickHouse, print a summary and stop everything.")  # fmt: skip
+    return parser
+
+
+def _kafka(args: argparse.Namespace, settings: Settings) -> int:
+    from deploy.stack import local_kafka
+
+    broker = local_kafka(settings)
+    if args.action == "fetch":
+        print(f"Kafka jars in {broker.ensure_jars()}")
+    elif args.action == "start":
+        broker.start()
+    elif args.action == "stop":
+        print("kafka stopped" if broker.stop() else "kafka was not running")
+    else:
+        state = broker.status()
+        print(f"kafka at {state.bootstrap}: pid {state.pid}, {'answering' if state.answering else 'not answering'}")
+        return 0 if state.answering else 1
+    return 0
+
+
+def _topics(_args: argparse.Namespace, settings: Settings) -> int:
+    from deploy.topics import ensure_topics
+
+    created = ensure_topics(settings)
+    print(f"created {', '.join(created)}" if created else "all topics exist")
+    return 0
+
+
+def _migrate(_args: argparse.Namespace, settings: Settings) -> int:
+    from sinks.clickhouse import connect
+    from sinks.migrations import migrate
+
+    applied = migrate(connect(settings.clickhouse_dsn))
+    for migration in applied:
+        print(f"applied {migration.version:04d}_{migration.name}")
+    if not applied:
+        print("nothing to apply")
+    return 0
+
+
+def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    from stream_jobs.worker import run_worker
+
+    run_worker(settings, loglevel=args.loglevel)
+    return 0
+
+
+def _sink(_args: argparse.Namespace, settings: Settings) -> int:
+    from sinks.service import run_sink
+
+    run_sink(settings)
+    return 0
+
+
+def _produce(args: argparse.Namespace, settings: Settings) -> int:
+    from deploy.progress import Progress
+    from producers import EventProducer, publish_jsonl
+    from pulse.topics import Topics
+
+    size = args.file.stat().st_size
+    progress = Progress(f"publishing {args.file.name}", total=size, unit="B")
+    with EventProducer(settings.bootstrap, Topics.with_prefix(settings.topic_prefix), settings.producer) as producer:
+        report = publish_jsonl(args.file, producer, lambda done, _lines: progress.update(done))
+    progress.close(size)
+    for problem in report.problems:
+        print(f"invalid: {problem}", file=sys.stderr)
+    if report.invalid > len(report.problems):
+        print(f"... and {report.invalid - len(report.problems)} more invalid lines", file=sys.stderr)
+    delivery = report.delivery
+    print(
+        f"{report.lines} lines: {report.valid} events published ({delivery.events_delivered} confirmed), "
+        f"{report.invalid} invalid sent to the dead-letter topic, {report.blank} blank"
+    )
+    for error in delivery.errors:
+        print(f"delivery failed: {error}", file=sys.stderr)
+    return 0 if delivery.ok else 1
+
+
+def _query(args: argparse.Namespace, settings: Settings) -> int:
+    from deploy.reader import run_query
+
+    result = run_query(settings, args.sql)
+    if args.json:
+        print(orjson.dumps({"columns": result.columns, "rows": result.rows}, default=str).decode())
+        return 0
+    cells = [result.columns, *[[str(value) for value in row] for row in result.rows]]
+    widths = [max(len(str(row[i])) for row in cells) for i in range(len(result.columns))]
+    for row in cells:
+        print("  ".join(str(value).ljust(width) for value, width in zip(row, widths, strict=True)))
+    return 0
+
+
+def _up(args: argparse.Namespace, settings: Settings) -> int:
+    from deploy.stack import up
+
+    up(settings, timeout=args.timeout)
+    print(f"up: kafka {settings.bootstrap}, queries and sink metrics {settings.sink_url}, "
+          f"worker metrics http://127.0.0.1:{settings.worker_metrics_port}/metrics")  # fmt: skip
+    return 0
+
+
+def _down(_args: argparse.Namespace, settings: Settings) -> int:
+    from deploy.stack import down
+
+    down(settings)
+    return 0
+
+
+def _status(_args: argparse.Namespace, settings: Settings) -> int:
+    from deploy.stack import status
+
+    for name, state in status(settings).items():
+        print(f"{name:8} {state}")
+    return 0
+
+
+def _demo(_args: argparse.Namespace, settings: Settings) -> int:
+    from deploy.demo import run_demo
+
+    summary = run_demo(settings)
+    print("\n".join(["", "Customer Pulse demo", *summary.lines()]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

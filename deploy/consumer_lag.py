@@ -1,0 +1,45 @@
+"""How far a consumer group is behind its topics: how ``pulse demo`` and tests know the pipeline caught up."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+
+def consumer_lag(bootstrap: str, group: str, topics: Iterable[str], timeout: float = 10.0) -> int:
+    """Records in ``topics`` not yet committed by ``group`` (uncommitted partitions count whole)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    probe = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{group}-lag-probe", "enable.auto.commit": False})
+    try:
+        metadata = probe.list_topics(timeout=timeout).topics
+        partitions = [
+            TopicPartition(topic, p) for topic in topics for p in (metadata[topic].partitions if topic in metadata else {})
+        ]
+        if not partitions:
+            return 0
+        request = [ConsumerGroupTopicPartitions(group, partitions)]
+        committed = admin.list_consumer_group_offsets(request)[group].result(timeout)
+        done = {(tp.topic, tp.partition): max(tp.offset, 0) for tp in committed.topic_partitions}
+        lag = 0
+        for tp in partitions:
+            low, high = probe.get_watermark_offsets(tp, timeout=timeout)
+            lag += high - max(done.get((tp.topic, tp.partition), 0), low)
+        return lag
+    finally:
+        probe.close()
+
+
+def wait_caught_up(bootstrap: str, group: str, topics: Iterable[str], timeout: float, poll_s: float = 0.5) -> None:
+    """Block until ``group`` has committed everything in ``topics``; ``TimeoutError`` otherwise."""
+    topics = list(topics)
+    deadline = time.monotonic() + timeout
+    while True:
+        lag = consumer_lag(bootstrap, group, topics)
+        if lag == 0:
+            return
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"consumer group {group} still {lag} records behind on {topics} after {timeout:.0f}s")
+        time.sleep(poll_s)

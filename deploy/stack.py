@@ -1,0 +1,160 @@
+"""The local stack in the background (``pulse up`` / ``pulse down``): broker, sink, worker.
+
+Each process gets a pid file under ``<data dir>/run`` and a log under ``<data dir>/logs``.
+``down`` stops only processes whose pid file we wrote and whose command line is ours.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from deploy.kafka_broker import BrokerConfig, LocalKafka
+from deploy.processes import alive, command_line, read_pid, terminate
+from deploy.topics import ensure_topics
+from pulse.settings import Settings
+from sinks.clickhouse import connect
+from sinks.migrations import migrate
+
+Log = Callable[[str], None]
+STOP_TIMEOUT_S = 30.0
+
+
+class StackError(RuntimeError):
+    """A stage did not start or stop; the message points at its log."""
+
+
+@dataclass(frozen=True)
+class Service:
+    """A pipeline process run by ``pulse up``: its CLI command and the page that says it is ready."""
+
+    name: str
+    command: str
+    ready_url: str
+    ready_text: str
+
+
+def local_kafka(settings: Settings) -> LocalKafka:
+    """The broker the project runs itself when ``KAFKA_BOOTSTRAP`` is unset."""
+    return LocalKafka(
+        BrokerConfig(
+            data_dir=settings.data_dir / "kafka",
+            jar_cache_dir=settings.cache_dir / "kafka-3.9.1",
+            port=settings.kafka_port,
+            controller_port=settings.kafka_controller_port,
+            num_partitions=settings.partitions,
+        )
+    )
+
+
+def services(settings: Settings) -> list[Service]:
+    """The stages in start order: the sink first, so the worker's output has a reader."""
+    return [
+        Service("sink", "sink", f"{settings.sink_url}/healthz", '"ok"'),
+        Service("worker", "worker", f"http://127.0.0.1:{settings.worker_metrics_port}/metrics", "pulse_worker_started 1.0"),
+    ]
+
+
+def up(settings: Settings, log: Log = print, timeout: float = 90.0) -> None:
+    """Start the broker (if local), create topics, migrate (server DSN) and start every stage."""
+    if settings.uses_local_kafka:
+        local_kafka(settings).start(log=log)
+    created = ensure_topics(settings)
+    if created:
+        log(f"created topics {', '.join(created)}")
+    if not settings.embedded_clickhouse:  # embedded: only the sink may open it, and it migrates on start
+        migrate(connect(settings.clickhouse_dsn))
+    for service in services(settings):
+        pid = _running_pid(settings, service.name)
+        if pid:
+            log(f"{service.name} already running (pid {pid})")
+            continue
+        pid = _spawn(settings, service)
+        _wait_ready(settings, service, pid, timeout)
+        log(f"{service.name} started (pid {pid}, log {_log_path(settings, service.name)})")
+
+
+def down(settings: Settings, log: Log = print) -> None:
+    """Stop the stages in reverse order, then the local broker; each gets SIGTERM, then SIGKILL."""
+    for service in reversed(services(settings)):
+        pid = _running_pid(settings, service.name)
+        if pid is None:
+            continue
+        if not terminate(pid, STOP_TIMEOUT_S):
+            raise StackError(f"{service.name} (pid {pid}) survived SIGKILL")
+        _pid_path(settings, service.name).unlink(missing_ok=True)
+        log(f"{service.name} stopped (pid {pid})")
+    if settings.uses_local_kafka and local_kafka(settings).stop():
+        log("kafka stopped")
+
+
+def status(settings: Settings) -> dict[str, str]:
+    """One line of state per component, for ``pulse status``."""
+    lines: dict[str, str] = {}
+    if settings.uses_local_kafka:
+        broker = local_kafka(settings).status()
+        lines["kafka"] = f"pid {broker.pid}, " + ("answering" if broker.answering else "not answering")
+    else:
+        lines["kafka"] = f"external at {settings.bootstrap}"
+    for service in services(settings):
+        pid = _running_pid(settings, service.name)
+        lines[service.name] = f"pid {pid}, " + ("ready" if pid and _answers(service) else "not ready")
+    return lines
+
+
+def _spawn(settings: Settings, service: Service) -> int:
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    settings.log_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, **settings.to_env()}
+    with _log_path(settings, service.name).open("ab") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "deploy.cli", service.command],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
+    _pid_path(settings, service.name).write_text(str(process.pid))
+    return process.pid
+
+
+def _wait_ready(settings: Settings, service: Service, pid: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not alive(pid):
+            raise StackError(f"{service.name} exited during start; see {_log_path(settings, service.name)}")
+        if _answers(service):
+            return
+        time.sleep(0.25)
+    raise StackError(f"{service.name} not ready after {timeout:.0f}s; see {_log_path(settings, service.name)}")
+
+
+def _answers(service: Service) -> bool:
+    try:
+        with urllib.request.urlopen(service.ready_url, timeout=1) as response:
+            return service.ready_text in response.read().decode(errors="replace")
+    except OSError:
+        return False
+
+
+def _running_pid(settings: Settings, name: str) -> int | None:
+    """The pid in the service's pid file if that process is alive and is our CLI."""
+    pid = read_pid(_pid_path(settings, name))
+    if pid is None or not alive(pid):
+        return None
+    return pid if "deploy.cli" in command_line(pid) else None
+
+
+def _pid_path(settings: Settings, name: str) -> Path:
+    return settings.run_dir / f"{name}.pid"
+
+
+def _log_path(settings: Settings, name: str) -> Path:
+    return settings.log_dir / f"{name}.log"

@@ -1,0 +1,308 @@
+"""The event contract, version 1: what an event is, and every way one can be wrong.
+
+An event is a JSON object with ``event_id``, ``type``, ``user_id``, ``ts`` and the optional
+``props`` and ``context`` objects. Validation collects *every* problem, each naming its
+field, so a sender can fix a payload in one round trip; the first problem's code is the
+low-cardinality ``reason`` used for dead letters and metrics.
+
+A valid event is normalised into :class:`Event`: ``ts`` becomes epoch milliseconds (UTC)
+and a page view's ``context.path`` is derived from ``context.url`` when only the URL came.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from urllib.parse import urlsplit
+
+CONTRACT_VERSION = 1
+
+MIN_TS_MS = 946_684_800_000  # 2000-01-01T00:00:00Z: older stamps are almost always seconds, not ms
+MAX_TS_MS = 4_102_444_800_000  # 2100-01-01T00:00:00Z
+MAX_ID_LENGTH = 256
+CUSTOM_TYPE_PATTERN = re.compile(r"custom\.[a-z][a-z0-9_]{0,62}")
+CONTEXT_STRING_FIELDS = (
+    "url", "path", "referrer", "utm_source", "utm_medium", "utm_campaign", "utm_term",
+    "utm_content", "device", "user_agent",
+)  # fmt: skip
+TOP_LEVEL_FIELDS = frozenset({"event_id", "type", "user_id", "ts", "props", "context"})
+# Stamped by the pipeline itself (the HTTP collector); allowed, never required.
+PIPELINE_FIELDS = frozenset({"server_received_at"})
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+ONE_MS = timedelta(milliseconds=1)
+
+SURVEY_SCALES: Mapping[str, tuple[int, int]] = {"nps": (0, 10), "csat": (1, 5), "ces": (1, 7)}
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with an event: a stable ``code``, the ``field`` and a human message."""
+
+    code: str
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class Invalid:
+    """The outcome of validating a bad event: all its problems, worst-first."""
+
+    problems: tuple[Problem, ...]
+
+    @property
+    def reason(self) -> str:
+        """The code of the first problem, a bounded label for counters and dead letters."""
+        return self.problems[0].code
+
+    def describe(self) -> str:
+        return "; ".join(str(p) for p in self.problems)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A valid, normalised event (``ts`` in epoch milliseconds, UTC)."""
+
+    event_id: str
+    type: str
+    user_id: str
+    ts: int
+    props: dict[str, Any]
+    context: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The normalised wire form, as the stream jobs publish it for the sinks."""
+        return {
+            "event_id": self.event_id,
+            "type": self.type,
+            "user_id": self.user_id,
+            "ts": self.ts,
+            "props": self.props,
+            "context": self.context,
+        }
+
+
+# --- property rules -----------------------------------------------------------------------
+
+PropCheck = Callable[[Any], str | None]  # returns an error message, or None when fine
+
+
+def _string(value: Any) -> str | None:
+    if not isinstance(value, str) or not value:
+        return "must be a non-empty string"
+    return None
+
+
+def _amount(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "must be a number"
+    if value < 0 or value != value or value == float("inf"):
+        return "must be a finite number >= 0"
+    return None
+
+
+STRING = _string
+AMOUNT = _amount
+
+# The standard event types and the props each one requires. Documented in the README.
+STANDARD_TYPES: Mapping[str, Mapping[str, PropCheck]] = {
+    "page_view": {},  # needs context.url or context.path, checked below
+    "signup": {},
+    "login": {},
+    "onboarding_step": {"step": STRING},
+    "onboarding_completed": {},
+    "trial_started": {"plan": STRING},
+    "subscription_started": {"plan": STRING, "mrr": AMOUNT},
+    "subscription_changed": {"plan": STRING, "mrr": AMOUNT},
+    "subscription_cancelled": {},
+    "payment_failed": {"amount": AMOUNT},
+    "purchase": {"order_id": STRING, "amount": AMOUNT},
+    "refund": {"order_id": STRING, "amount": AMOUNT},
+    "feature_used": {"feature": STRING},
+    "survey_response": {"kind": STRING},  # score checked against the kind's scale below
+    "ticket_opened": {"ticket_id": STRING},
+    "ticket_first_response": {"ticket_id": STRING},
+    "ticket_resolved": {"ticket_id": STRING},
+    "ticket_reopened": {"ticket_id": STRING},
+    "ad_impression": {"campaign": STRING},
+    "ad_click": {"campaign": STRING},
+    "email_sent": {"campaign": STRING},
+    "email_opened": {"campaign": STRING},
+    "email_clicked": {"campaign": STRING},
+    "marketing_spend": {"channel": STRING, "amount": AMOUNT},
+}
+
+
+def is_known_type(name: str) -> bool:
+    """True for a standard type or a custom one named ``custom.<snake_case>``."""
+    return name in STANDARD_TYPES or CUSTOM_TYPE_PATTERN.fullmatch(name) is not None
+
+
+# --- validation ---------------------------------------------------------------------------
+
+
+def validate(obj: Any) -> Event | Invalid:
+    """Check a decoded JSON value against the contract; never raises on bad input."""
+    if not isinstance(obj, dict):
+        return Invalid((Problem("not_an_object", "$", f"an event must be a JSON object, got {_json_type(obj)}"),))
+    problems: list[Problem] = []
+    event_id = _required_id(obj, "event_id", problems)
+    user_id = _required_id(obj, "user_id", problems)
+    event_type = _event_type(obj, problems)
+    ts = _timestamp(obj, problems)
+    props = _optional_object(obj, "props", problems)
+    context = _optional_object(obj, "context", problems)
+    for name in obj.keys() - TOP_LEVEL_FIELDS - PIPELINE_FIELDS:
+        problems.append(Problem("unknown_field", str(name), "unknown top-level field; put custom data in props"))
+    if event_type is not None and props is not None:
+        _check_props(event_type, props, problems)
+    if event_type == "page_view" and context is not None:
+        context = _page_context(context, problems)
+    if context is not None:
+        _check_context(context, problems)
+    if problems:
+        return Invalid(tuple(problems))
+    return Event(event_id, event_type, user_id, ts, props, context)  # type: ignore[arg-type]
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
+    return names.get(type(value), "number")
+
+
+def _required_id(obj: dict[str, Any], name: str, problems: list[Problem]) -> str | None:
+    if name not in obj:
+        problems.append(Problem("missing_field", name, "is required"))
+        return None
+    value = obj[name]
+    if not isinstance(value, str):
+        problems.append(Problem("wrong_type", name, f"must be a string, got {_json_type(value)}"))
+        return None
+    if not value.strip():
+        problems.append(Problem("empty_field", name, "must not be empty"))
+        return None
+    if len(value) > MAX_ID_LENGTH:
+        problems.append(Problem("too_long", name, f"must be at most {MAX_ID_LENGTH} characters"))
+        return None
+    return value
+
+
+def _event_type(obj: dict[str, Any], problems: list[Problem]) -> str | None:
+    value = _required_id(obj, "type", problems)
+    if value is not None and not is_known_type(value):
+        problems.append(
+            Problem("unknown_type", "type", f"{value!r} is not a standard type; name custom types custom.<snake_case>")
+        )
+        return None
+    return value
+
+
+def _timestamp(obj: dict[str, Any], problems: list[Problem]) -> int | None:
+    if "ts" not in obj:
+        problems.append(Problem("missing_field", "ts", "is required"))
+        return None
+    ms = parse_timestamp(obj["ts"])
+    if isinstance(ms, str):
+        problems.append(Problem("bad_timestamp", "ts", ms))
+        return None
+    return ms
+
+
+def parse_timestamp(value: Any) -> int | str:
+    """Epoch milliseconds from an RFC 3339 string or an integer of epoch ms; else the error."""
+    if isinstance(value, bool):
+        return "must be an RFC 3339 string or epoch milliseconds, got boolean"
+    if isinstance(value, int):
+        ms = value
+    elif isinstance(value, float) and value.is_integer():
+        ms = int(value)
+    elif isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            return f"{value!r} is not an RFC 3339 timestamp"
+        if parsed.tzinfo is None:
+            return f"{value!r} has no UTC offset (add Z or +hh:mm)"
+        ms = (parsed - EPOCH) // ONE_MS
+    else:
+        return f"must be an RFC 3339 string or epoch milliseconds, got {_json_type(value)}"
+    if ms < MIN_TS_MS:
+        hint = " (looks like epoch seconds; send milliseconds)" if ms > MIN_TS_MS // 1000 else ""
+        return f"{value!r} is before 2000-01-01{hint}"
+    if ms >= MAX_TS_MS:
+        return f"{value!r} is after 2100-01-01"
+    return ms
+
+
+def _optional_object(obj: dict[str, Any], name: str, problems: list[Problem]) -> dict[str, Any] | None:
+    value = obj.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        problems.append(Problem("wrong_type", name, f"must be an object, got {_json_type(value)}"))
+        return None
+    return value
+
+
+def _check_props(event_type: str, props: dict[str, Any], problems: list[Problem]) -> None:
+    for name, check in STANDARD_TYPES.get(event_type, {}).items():
+        if name not in props:
+            problems.append(Problem("missing_prop", f"props.{name}", f"is required for {event_type}"))
+            continue
+        message = check(props[name])
+        if message:
+            problems.append(Problem("bad_prop", f"props.{name}", message))
+    if event_type == "survey_response":
+        _check_survey(props, problems)
+
+
+def _check_survey(props: dict[str, Any], problems: list[Problem]) -> None:
+    kind = props.get("kind")
+    if isinstance(kind, str) and kind and kind not in SURVEY_SCALES:
+        problems.append(Problem("bad_prop", "props.kind", f"must be one of {sorted(SURVEY_SCALES)}, got {kind!r}"))
+        return
+    if "score" not in props:
+        problems.append(Problem("missing_prop", "props.score", "is required for survey_response"))
+        return
+    score = props["score"]
+    if isinstance(score, bool) or not isinstance(score, int | float):
+        problems.append(Problem("bad_prop", "props.score", "must be a number"))
+        return
+    if kind not in SURVEY_SCALES:
+        return
+    low, high = SURVEY_SCALES[kind]
+    if kind != "nps":  # CSAT and CES scales vary between surveys (1-5, 1-7, 1-10): the sender says which
+        low = props.get("scale_min", low)
+        high = props.get("scale_max", high)
+        if _amount(low) or _amount(high) or low >= high:
+            problems.append(Problem("bad_prop", "props.scale_min", "scale_min and scale_max must be numbers, min < max"))
+            return
+    elif not float(score).is_integer():
+        problems.append(Problem("bad_prop", "props.score", "an NPS score is a whole number 0-10"))
+        return
+    if not low <= score <= high:
+        problems.append(Problem("bad_prop", "props.score", f"{score} is outside the {kind} scale {low}-{high}"))
+
+
+def _page_context(context: dict[str, Any], problems: list[Problem]) -> dict[str, Any]:
+    """A page view must say which page; derive ``path`` from ``url`` when only that came."""
+    if isinstance(context.get("path"), str) and context["path"]:
+        return context
+    url = context.get("url")
+    if not isinstance(url, str) or not url:
+        problems.append(Problem("missing_context", "context.path", "a page_view needs context.url or context.path"))
+        return context
+    return {**context, "path": urlsplit(url).path or "/"}
+
+
+def _check_context(context: dict[str, Any], problems: list[Problem]) -> None:
+    for name in CONTEXT_STRING_FIELDS:
+        value = context.get(name)
+        if value is not None and not isinstance(value, str):
+            problems.append(Problem("wrong_type", f"context.{name}", f"must be a string, got {_json_type(value)}"))

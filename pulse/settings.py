@@ -1,0 +1,209 @@
+"""Every setting of the pipeline, in one typed place.
+
+Wiring (addresses, ports, directories) comes from environment variables, so a platform
+team can point a process elsewhere without editing files; tuning (batch sizes, retention)
+comes from an optional YAML file named by ``PULSE_CONFIG``. The defaults run the local
+demo unchanged: a broker the project starts itself and an embedded ClickHouse engine.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+
+class SettingsError(ValueError):
+    """A setting has a value the pipeline cannot use; the message names it."""
+
+
+@dataclass(frozen=True)
+class ProducerTuning:
+    """How producers batch events into Kafka records (see the wire format in the README)."""
+
+    max_events_per_record: int = 500
+    max_record_bytes: int = 512 * 1024
+    linger_ms: int = 20
+    queue_max_messages: int = 20_000
+    queue_max_kbytes: int = 256 * 1024
+    backpressure_timeout_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class DedupTuning:
+    """How long the stream jobs remember an event id to drop a resent copy."""
+
+    retention_hours: float = 24.0
+    max_ids_per_user: int = 2_000
+
+
+@dataclass(frozen=True)
+class SinkTuning:
+    """When the ClickHouse sink flushes its buffer and how it retries."""
+
+    batch_rows: int = 50_000
+    batch_seconds: float = 1.0
+    retry_initial_s: float = 0.5
+    retry_max_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The whole configuration of one pipeline process."""
+
+    data_dir: Path
+    cache_dir: Path
+    kafka_bootstrap: str | None
+    kafka_port: int
+    kafka_controller_port: int
+    topic_prefix: str
+    partitions: int
+    replication_factor: int
+    clickhouse_dsn: str
+    worker_metrics_port: int
+    sink_port: int
+    app_id: str
+    config_file: Path | None = None
+    producer: ProducerTuning = field(default_factory=ProducerTuning)
+    dedup: DedupTuning = field(default_factory=DedupTuning)
+    sink: SinkTuning = field(default_factory=SinkTuning)
+
+    def to_env(self) -> dict[str, str]:
+        """These settings as environment variables, so a child process gets exactly them."""
+        env = {
+            "PULSE_DATA_DIR": str(self.data_dir),
+            "PULSE_CACHE_DIR": str(self.cache_dir),
+            "PULSE_KAFKA_PORT": str(self.kafka_port),
+            "PULSE_KAFKA_CONTROLLER_PORT": str(self.kafka_controller_port),
+            "PULSE_TOPIC_PREFIX": self.topic_prefix,
+            "PULSE_PARTITIONS": str(self.partitions),
+            "PULSE_REPLICATION_FACTOR": str(self.replication_factor),
+            "CLICKHOUSE_DSN": self.clickhouse_dsn,
+            "PULSE_WORKER_METRICS_PORT": str(self.worker_metrics_port),
+            "PULSE_SINK_PORT": str(self.sink_port),
+            "PULSE_APP_ID": self.app_id,
+        }
+        if self.kafka_bootstrap:
+            env["KAFKA_BOOTSTRAP"] = self.kafka_bootstrap
+        if self.config_file:
+            env["PULSE_CONFIG"] = str(self.config_file)
+        return env
+
+    @property
+    def bootstrap(self) -> str:
+        """The Kafka bootstrap address: ``KAFKA_BOOTSTRAP`` or the project's local broker."""
+        return self.kafka_bootstrap or f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def uses_local_kafka(self) -> bool:
+        """True when the project runs the broker itself (``KAFKA_BOOTSTRAP`` unset)."""
+        return self.kafka_bootstrap is None
+
+    @property
+    def embedded_clickhouse(self) -> bool:
+        """True for the in-process chdb engine, which only the sink process may open."""
+        return self.clickhouse_dsn.startswith("chdb:")
+
+    @property
+    def sink_url(self) -> str:
+        """Where the sink answers read-only queries and serves its metrics."""
+        return f"http://127.0.0.1:{self.sink_port}"
+
+    @property
+    def worker_group(self) -> str:
+        """The stream jobs' consumer group (Faust uses the app id)."""
+        return self.app_id
+
+    @property
+    def sink_group(self) -> str:
+        """The ClickHouse sink's consumer group."""
+        return f"{self.app_id}-clickhouse-sink"
+
+    @property
+    def run_dir(self) -> Path:
+        """Pid files of the background processes started by ``pulse up``."""
+        return self.data_dir / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        """Logs of the background processes started by ``pulse up``."""
+        return self.data_dir / "logs"
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read the settings from ``env`` (default: the process environment) and ``PULSE_CONFIG``."""
+    env = os.environ if env is None else env
+    data_dir = Path(env.get("PULSE_DATA_DIR", Path.cwd() / ".pulse")).resolve()
+    config_file = Path(env["PULSE_CONFIG"]).resolve() if env.get("PULSE_CONFIG") else None
+    settings = Settings(
+        data_dir=data_dir,
+        cache_dir=Path(env.get("PULSE_CACHE_DIR", Path.home() / ".cache" / "customer-pulse")),
+        kafka_bootstrap=env.get("KAFKA_BOOTSTRAP") or None,
+        kafka_port=_int(env, "PULSE_KAFKA_PORT", 9092),
+        kafka_controller_port=_int(env, "PULSE_KAFKA_CONTROLLER_PORT", 9093),
+        topic_prefix=env.get("PULSE_TOPIC_PREFIX", "pulse."),
+        partitions=_int(env, "PULSE_PARTITIONS", 4),
+        replication_factor=_int(env, "PULSE_REPLICATION_FACTOR", 1),
+        clickhouse_dsn=env.get("CLICKHOUSE_DSN") or f"chdb://{data_dir / 'clickhouse'}",
+        worker_metrics_port=_int(env, "PULSE_WORKER_METRICS_PORT", 9464),
+        sink_port=_int(env, "PULSE_SINK_PORT", 8124),
+        app_id=env.get("PULSE_APP_ID", "customer-pulse"),
+        config_file=config_file,
+    )
+    if settings.partitions < 1:
+        raise SettingsError("PULSE_PARTITIONS must be at least 1")
+    return _apply_yaml(settings, config_file) if config_file else settings
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+
+
+_SECTIONS = {"producer": ProducerTuning, "dedup": DedupTuning, "sink": SinkTuning}
+
+
+def _apply_yaml(settings: Settings, path: Path) -> Settings:
+    """Overlay the tuning sections of a YAML file, refusing keys that do not exist."""
+    try:
+        document = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise SettingsError(f"cannot read PULSE_CONFIG {path}: {exc}") from None
+    if not isinstance(document, dict):
+        raise SettingsError(f"{path}: expected a mapping of sections, got {type(document).__name__}")
+    unknown = set(document) - set(_SECTIONS)
+    if unknown:
+        raise SettingsError(f"{path}: unknown sections {sorted(unknown)}; known: {sorted(_SECTIONS)}")
+    changes = {
+        name: _section(getattr(settings, name), document[name], f"{path}:{name}")
+        for name in document
+    }
+    return replace(settings, **changes)
+
+
+def _section(current: T, values: Any, where: str) -> T:
+    if not isinstance(values, dict):
+        raise SettingsError(f"{where}: expected a mapping")
+    known = {f.name: f for f in fields(current)}  # type: ignore[arg-type]
+    updates: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in known:
+            raise SettingsError(f"{where}: unknown key {key!r}; known: {sorted(known)}")
+        expected = type(getattr(current, key))
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if type(value) is not expected:
+            raise SettingsError(f"{where}.{key}: expected {expected.__name__}, got {value!r}")
+        updates[key] = value
+    return replace(current, **updates)  # type: ignore[type-var]

@@ -1,0 +1,34 @@
+"""Running the sink as a process (``pulse sink``): migrations, query server, consumer loop."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+from pulse.settings import Settings
+from sinks.clickhouse import connect
+from sinks.migrations import migrate
+from sinks.query_server import QueryServer
+from sinks.sink import ClickHouseSink
+from sinks.writer import BatchWriter
+
+log = logging.getLogger(__name__)
+
+
+def run_sink(settings: Settings) -> None:
+    """Apply pending migrations, serve queries and metrics, and consume until SIGTERM/SIGINT."""
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    writer_client = connect(settings.clickhouse_dsn)
+    for migration in migrate(writer_client):
+        log.info("applied migration %04d_%s", migration.version, migration.name)
+    server = QueryServer(connect(settings.clickhouse_dsn), settings.sink_port)
+    server.start()
+    log.info("sink started: %s -> %s; queries and /metrics on %s", settings.bootstrap, settings.clickhouse_dsn, settings.sink_url)
+    try:
+        ClickHouseSink(settings, BatchWriter(writer_client, settings.sink, stop), stop).run()
+    finally:
+        server.stop()
+        log.info("sink stopped")

@@ -1,0 +1,45 @@
+"""What the validator job does with one Kafka record, as a pure function.
+
+A record value holds one or several events (:mod:`pulse.wire`). Each is decoded and
+checked against the contract; refused input becomes a :class:`DeadLetter` naming the
+record it came from, so an operator can find it again in Kafka; its id is that record
+and the event's index in it, so a replay of the record refuses it under the same id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pulse.contract import Event, Invalid, validate
+from pulse.dead_letter import DeadLetter
+from pulse.wire import Undecodable, decode_record
+
+
+@dataclass
+class CheckedRecord:
+    """The events of one record that passed, grouped by user, and the dead letters."""
+
+    by_user: dict[str, list[Event]] = field(default_factory=dict)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    events_in: int = 0
+
+
+def check_record(value: bytes | None, source: str) -> CheckedRecord:
+    """Decode and validate every event of a record value; never raises on bad input."""
+    checked = CheckedRecord()
+    if not value:
+        checked.events_in = 1
+        checked.dead_letters.append(DeadLetter.failed(b"", "empty_record", "record has no value", source, source))
+        return checked
+    for index, (raw, item) in enumerate(decode_record(value)):
+        checked.events_in += 1
+        letter_id = f"{source}#{index}"
+        if isinstance(item, Undecodable):
+            checked.dead_letters.append(DeadLetter.failed(raw, "bad_json", f"not JSON: {item.error}", source, letter_id))
+            continue
+        result = validate(item)
+        if isinstance(result, Invalid):
+            checked.dead_letters.append(DeadLetter.refused(raw, result, source, letter_id))
+        else:
+            checked.by_user.setdefault(result.user_id, []).append(result)
+    return checked

@@ -1,0 +1,116 @@
+"""The event contract: every rule, with the exact problems reported."""
+
+from __future__ import annotations
+
+import pytest
+
+from pulse.contract import Event, Invalid, parse_timestamp, validate
+
+BASE = {"event_id": "e1", "type": "signup", "user_id": "u1", "ts": 1_763_856_000_000}
+
+
+def problems(obj: object) -> list[tuple[str, str]]:
+    result = validate(obj)
+    assert isinstance(result, Invalid), result
+    return [(p.code, p.field) for p in result.problems]
+
+
+def test_minimal_event_is_normalised() -> None:
+    event = validate(BASE)
+    assert event == Event("e1", "signup", "u1", 1_763_856_000_000, {}, {})
+
+
+def test_rfc3339_timestamps_become_epoch_ms() -> None:
+    assert parse_timestamp("2025-11-23T00:00:00Z") == 1_763_856_000_000
+    assert parse_timestamp("2025-11-23T01:00:00.250+01:00") == 1_763_856_000_250
+    assert parse_timestamp(1_763_856_000_000.0) == 1_763_856_000_000
+
+
+@pytest.mark.parametrize(
+    ("ts", "fragment"),
+    [
+        ("yesterday", "not an RFC 3339"),
+        ("2025-11-23T00:00:00", "no UTC offset"),
+        (1_763_856_000, "looks like epoch seconds"),
+        (True, "got boolean"),
+        (5_000_000_000_000, "after 2100"),
+        ([1], "got array"),
+    ],
+)
+def test_bad_timestamps_say_why(ts: object, fragment: str) -> None:
+    result = validate({**BASE, "ts": ts})
+    assert isinstance(result, Invalid)
+    assert result.reason == "bad_timestamp"
+    assert fragment in result.problems[0].message
+
+
+def test_every_problem_is_reported_with_its_field() -> None:
+    assert problems({"type": 3, "user_id": "", "props": [], "extra": 1}) == [
+        ("missing_field", "event_id"),
+        ("empty_field", "user_id"),
+        ("wrong_type", "type"),
+        ("missing_field", "ts"),
+        ("wrong_type", "props"),
+        ("unknown_field", "extra"),
+    ]
+
+
+def test_not_an_object() -> None:
+    assert problems([BASE]) == [("not_an_object", "$")]
+
+
+def test_custom_types_need_the_prefix() -> None:
+    assert isinstance(validate({**BASE, "type": "custom.video_played"}), Event)
+    assert problems({**BASE, "type": "video_played"}) == [("unknown_type", "type")]
+    assert problems({**BASE, "type": "custom.Video"}) == [("unknown_type", "type")]
+
+
+@pytest.mark.parametrize(
+    ("event_type", "props", "expected"),
+    [
+        ("purchase", {"order_id": "o1"}, [("missing_prop", "props.amount")]),
+        ("purchase", {"order_id": "o1", "amount": "12"}, [("bad_prop", "props.amount")]),
+        ("purchase", {"order_id": "o1", "amount": -1}, [("bad_prop", "props.amount")]),
+        ("subscription_started", {"plan": "pro"}, [("missing_prop", "props.mrr")]),
+        ("feature_used", {"feature": ""}, [("bad_prop", "props.feature")]),
+        ("ticket_resolved", {}, [("missing_prop", "props.ticket_id")]),
+        ("marketing_spend", {"channel": "google"}, [("missing_prop", "props.amount")]),
+        ("survey_response", {"kind": "nps", "score": 11}, [("bad_prop", "props.score")]),
+        ("survey_response", {"kind": "nps", "score": 7.5}, [("bad_prop", "props.score")]),
+        ("survey_response", {"kind": "nps"}, [("missing_prop", "props.score")]),
+        ("survey_response", {"kind": "vibes", "score": 3}, [("bad_prop", "props.kind")]),
+        ("survey_response", {"kind": "csat", "score": 6}, [("bad_prop", "props.score")]),
+        ("survey_response", {"kind": "csat", "score": 6, "scale_min": "a"}, [("bad_prop", "props.scale_min")]),
+    ],
+)
+def test_required_props(event_type: str, props: dict, expected: list) -> None:
+    assert problems({**BASE, "type": event_type, "props": props}) == expected
+
+
+@pytest.mark.parametrize(
+    ("event_type", "props"),
+    [
+        ("purchase", {"order_id": "o1", "amount": 19.99, "currency": "EUR"}),
+        ("survey_response", {"kind": "nps", "score": 0}),
+        ("survey_response", {"kind": "csat", "score": 9, "scale_min": 1, "scale_max": 10}),
+        ("survey_response", {"kind": "ces", "score": 7}),
+        ("subscription_changed", {"plan": "team", "mrr": 99}),
+    ],
+)
+def test_valid_props(event_type: str, props: dict) -> None:
+    assert isinstance(validate({**BASE, "type": event_type, "props": props}), Event)
+
+
+def test_page_view_needs_a_page_and_derives_the_path() -> None:
+    assert problems({**BASE, "type": "page_view"}) == [("missing_context", "context.path")]
+    event = validate({**BASE, "type": "page_view", "context": {"url": "https://x.io/pricing?a=1"}})
+    assert isinstance(event, Event)
+    assert event.context == {"url": "https://x.io/pricing?a=1", "path": "/pricing"}
+
+
+def test_context_fields_are_strings() -> None:
+    assert problems({**BASE, "context": {"utm_source": 5}}) == [("wrong_type", "context.utm_source")]
+
+
+def test_pipeline_stamp_is_allowed() -> None:
+    assert isinstance(validate({**BASE, "server_received_at": 1}), Event)

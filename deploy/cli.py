@@ -28,7 +28,9 @@ environment:
   PULSE_APP_ID           Faust app id and consumer-group prefix (default customer-pulse)
   PULSE_WORKER_METRICS_PORT  worker /metrics port (default 9464)
   PULSE_SINK_PORT        sink port for /query, /healthz and /metrics (default 8124)
-  PULSE_CONFIG           YAML file with tuning sections: producer, dedup, sink
+  PULSE_COLLECTOR_PORT   HTTP collector port (default 8088)
+  PULSE_WRITE_KEYS       comma-separated write keys the collector accepts (unset: no auth)
+  PULSE_CONFIG           YAML file with tuning sections: producer, dedup, sink, validation, collector
 """
 
 Handler = Callable[[argparse.Namespace, Settings], int]
@@ -97,12 +99,18 @@ def _parser() -> argparse.ArgumentParser:
                       "are reported with their line numbers and sent to the dead-letter topic. Exits 1 if Kafka "
                       "did not confirm every record.")  # fmt: skip
     produce.add_argument("file", type=Path, metavar="FILE", help="path of a .jsonl file")
+    command("collect", _collect, "run the HTTP collector in the foreground",
+            "Accept events over HTTP: POST /v1/events (one event, a JSON array or NDJSON; at most 1,000 events "
+            "or 1 MiB). Answers 202 once the events are in Kafka, 400 with the problems of invalid events (the "
+            "valid ones are accepted), 401 without a write key when PULSE_WRITE_KEYS is set, 413 when too large, "
+            "503 with Retry-After when Kafka is unavailable. Also GET /healthz and /metrics.")  # fmt: skip
     query = command("query", _query, "run a read-only SQL query against ClickHouse",
                     "Print the result of one SELECT. With the embedded engine the query goes to the running sink.")  # fmt: skip
     query.add_argument("sql", metavar="SQL")
     query.add_argument("--json", action="store_true", help="print {columns, rows} as JSON instead of a table")
     up = command("up", _up, "start the local stack in the background",
-                 "Start the broker (unless KAFKA_BOOTSTRAP is set), create topics, then the sink and the worker, "
+                 "Start the broker (unless KAFKA_BOOTSTRAP is set), create topics, then the sink, the worker and the "
+                 "HTTP collector, "
                  "each with a pid file in <data dir>/run and a log in <data dir>/logs.")  # fmt: skip
     up.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for each stage to be ready")
     command("down", _down, "stop everything `pulse up` started")
@@ -167,11 +175,10 @@ def _sink(_args: argparse.Namespace, settings: Settings) -> int:
 def _produce(args: argparse.Namespace, settings: Settings) -> int:
     from deploy.progress import Progress
     from producers import EventProducer, publish_jsonl
-    from pulse.topics import Topics
 
     size = args.file.stat().st_size
     progress = Progress(f"publishing {args.file.name}", total=size, unit="B")
-    with EventProducer(settings.bootstrap, Topics.with_prefix(settings.topic_prefix), settings.producer) as producer:
+    with EventProducer.from_settings(settings) as producer:
         report = publish_jsonl(args.file, producer, lambda done, _lines: progress.update(done))
     progress.close(size)
     for problem in report.problems:
@@ -186,6 +193,13 @@ def _produce(args: argparse.Namespace, settings: Settings) -> int:
     for error in delivery.errors:
         print(f"delivery failed: {error}", file=sys.stderr)
     return 0 if delivery.ok else 1
+
+
+def _collect(_args: argparse.Namespace, settings: Settings) -> int:
+    from producers.collector import run_collector
+
+    run_collector(settings)
+    return 0
 
 
 def _query(args: argparse.Namespace, settings: Settings) -> int:
@@ -207,7 +221,8 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
 
     up(settings, timeout=args.timeout)
     print(f"up: kafka {settings.bootstrap}, queries and sink metrics {settings.sink_url}, "
-          f"worker metrics http://127.0.0.1:{settings.worker_metrics_port}/metrics")  # fmt: skip
+          f"worker metrics http://127.0.0.1:{settings.worker_metrics_port}/metrics, "
+          f"collector http://127.0.0.1:{settings.collector_port}/v1/events")  # fmt: skip
     return 0
 
 

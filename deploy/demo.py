@@ -48,7 +48,7 @@ def run_demo(settings: Settings, sample: Path = SAMPLE, log: Log = print) -> Dem
     try:
         up(settings, log)
         progress = Progress(f"publishing {sample.name}", total=sample.stat().st_size, unit="B")
-        with EventProducer(settings.bootstrap, topics, settings.producer) as producer:
+        with EventProducer.from_settings(settings) as producer:
             report = publish_jsonl(sample, producer, lambda done, _lines: progress.update(done))
         progress.close(sample.stat().st_size)
         log("waiting for the worker and the sink to catch up ...")

@@ -54,10 +54,11 @@ def local_kafka(settings: Settings) -> LocalKafka:
 
 
 def services(settings: Settings) -> list[Service]:
-    """The stages in start order: the sink first, so the worker's output has a reader."""
+    """The stages in start order: readers before writers, the collector (the front door) last."""
     return [
         Service("sink", "sink", f"{settings.sink_url}/healthz", '"ok"'),
         Service("worker", "worker", f"http://127.0.0.1:{settings.worker_metrics_port}/metrics", "pulse_worker_started 1.0"),
+        Service("collector", "collect", f"http://127.0.0.1:{settings.collector_port}/healthz", '"ok"'),
     ]
 
 

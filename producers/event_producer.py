@@ -15,7 +15,7 @@ instead of buffering without limit.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -26,7 +26,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from pulse.contract import Event, Invalid, validate
 from pulse.dead_letter import DeadLetter
 from pulse.partitioning import partition_for
-from pulse.settings import ProducerTuning
+from pulse.settings import ProducerTuning, Settings, ValidationTuning
 from pulse.topics import Topics
 
 MAX_ERRORS_KEPT = 20
@@ -58,9 +58,41 @@ class DeliveryReport:
 
 @dataclass
 class _PartitionBatch:
+    """Encoded events bound for one record of one partition."""
+
     lines: list[bytes] = field(default_factory=list)
     size: int = 0
-    opened_at: float = 0.0
+    opened_at: float = field(default_factory=time.monotonic)
+
+    def fits(self, line: bytes, tuning: ProducerTuning) -> bool:
+        if not self.lines:
+            return True
+        return len(self.lines) < tuning.max_events_per_record and self.size + len(line) + 1 <= tuning.max_record_bytes
+
+    def add(self, line: bytes) -> None:
+        self.lines.append(line)
+        self.size += len(line) + 1
+
+    def value(self) -> bytes:
+        return b"\n".join(self.lines)
+
+
+class _Confirmation:
+    """Calls ``on_done(error or None)`` once every record of one ``publish_now`` call is settled."""
+
+    def __init__(self, records: int, on_done: Callable[[str | None], None]) -> None:
+        self._waiting = records
+        self._error: str | None = None
+        self._on_done = on_done
+        if records == 0:
+            on_done(None)
+
+    def settle(self, err: KafkaError | None) -> None:
+        if err is not None and self._error is None:
+            self._error = err.str()
+        self._waiting -= 1
+        if self._waiting == 0:
+            self._on_done(self._error)
 
 
 class EventProducer:
@@ -72,10 +104,12 @@ class EventProducer:
         topics: Topics,
         tuning: ProducerTuning | None = None,
         *,
+        max_future_skew_s: float = ValidationTuning().max_future_skew_s,
         config: Mapping[str, Any] | None = None,
     ) -> None:
         self._topics = topics
         self._tuning = tuning or ProducerTuning()
+        self._max_future_skew_s = max_future_skew_s
         self._producer = Producer(
             {
                 "bootstrap.servers": bootstrap,
@@ -96,9 +130,24 @@ class EventProducer:
         self._batches: dict[int, _PartitionBatch] = {}
         self.report = DeliveryReport()
 
+    @classmethod
+    def from_settings(cls, settings: Settings, config: Mapping[str, Any] | None = None) -> EventProducer:
+        """A producer for the pipeline described by ``settings`` (broker, topics, tuning)."""
+        return cls(
+            settings.bootstrap,
+            Topics.with_prefix(settings.topic_prefix),
+            settings.producer,
+            max_future_skew_s=settings.validation.max_future_skew_s,
+            config=config,
+        )
+
+    def check(self, obj: Any) -> Event | Invalid:
+        """Validate a decoded event with this producer's clock and allowed future skew."""
+        return validate(obj, not_after_ms=int((time.time() + self._max_future_skew_s) * 1000))
+
     def send(self, event: Mapping[str, Any] | Event) -> Event | Invalid:
         """Validate one event and queue it; an invalid one goes to the dead-letter topic."""
-        checked = event if isinstance(event, Event) else validate(event)
+        checked = event if isinstance(event, Event) else self.check(event)
         if isinstance(checked, Invalid):
             self.send_dead_letter(DeadLetter.refused(orjson.dumps(event), checked, source="producer"))
             return checked
@@ -111,18 +160,59 @@ class EventProducer:
             self._topics.dead_letters,
             None,
             letter.raw,
-            None,
-            headers=letter.headers(),
             on_delivery=self._on_dead_letter_delivery,
+            headers=letter.headers(),
         )
 
-    def poll(self) -> None:
-        """Serve delivery callbacks and send batches that have waited ``linger_ms``."""
+    def publish_now(
+        self, events: Sequence[Event], letters: Sequence[DeadLetter], on_done: Callable[[str | None], None]
+    ) -> None:
+        """Produce these events (packed per partition) and dead letters at once, bypassing the batches.
+
+        For callers that must answer only when their input is durable (the HTTP collector):
+        ``on_done(error)`` is called once, from whichever thread polls this producer, when the
+        broker has confirmed every record (``None``) or refused one (the error). When the
+        queue is full this raises :class:`BackpressureError` immediately instead of waiting;
+        records produced before that may still be delivered, so callers retry the whole call
+        and rely on ``event_id`` de-duplication.
+        """
+        records: list[tuple[int, _PartitionBatch]] = []
+        open_batches: dict[int, _PartitionBatch] = {}
+        for event in events:
+            partition, line = self._partition_of(event.user_id), orjson.dumps(event.to_dict())
+            batch = open_batches.setdefault(partition, _PartitionBatch())
+            if not batch.fits(line, self._tuning):
+                records.append((partition, batch))
+                batch = open_batches[partition] = _PartitionBatch()
+            batch.add(line)
+        records.extend(open_batches.items())
+        confirmation = _Confirmation(len(records) + len(letters), on_done)
+        for partition, batch in records:
+            count = len(batch.lines)
+
+            def settle_events(err: KafkaError | None, msg: Message, count: int = count) -> None:
+                self._on_events_delivery(err, msg, count)
+                confirmation.settle(err)
+
+            self._produce(self._topics.events, partition, batch.value(), on_delivery=settle_events, wait=False)
+        for letter in letters:
+
+            def settle_letter(err: KafkaError | None, msg: Message) -> None:
+                self._on_dead_letter_delivery(err, msg)
+                confirmation.settle(err)
+
+            self._produce(
+                self._topics.dead_letters, None, letter.raw, on_delivery=settle_letter, headers=letter.headers(), wait=False
+            )
+
+    def poll(self, timeout: float = 0.0) -> None:
+        """Serve delivery callbacks (waiting up to ``timeout`` s for one) and send batches
+        that have waited ``linger_ms``."""
         deadline = time.monotonic() - self._tuning.linger_ms / 1000
         for partition, batch in list(self._batches.items()):
             if batch.opened_at <= deadline:
                 self._send_batch(partition)
-        self._producer.poll(0)
+        self._producer.poll(timeout)
 
     def flush(self, timeout: float = 60.0) -> DeliveryReport:
         """Send every open batch and wait until the broker confirmed or refused all records."""
@@ -152,14 +242,11 @@ class EventProducer:
         return len(found.partitions)
 
     def _append(self, partition: int, line: bytes) -> None:
-        batch = self._batches.get(partition)
-        if batch is None:
-            batch = self._batches[partition] = _PartitionBatch(opened_at=time.monotonic())
-        elif batch.size + len(line) + 1 > self._tuning.max_record_bytes:
+        batch = self._batches.setdefault(partition, _PartitionBatch())
+        if not batch.fits(line, self._tuning):
             self._send_batch(partition)
-            batch = self._batches[partition] = _PartitionBatch(opened_at=time.monotonic())
-        batch.lines.append(line)
-        batch.size += len(line) + 1
+            batch = self._batches[partition] = _PartitionBatch()
+        batch.add(line)
         if len(batch.lines) >= self._tuning.max_events_per_record:
             self._send_batch(partition)
 
@@ -171,8 +258,7 @@ class EventProducer:
         self._produce(
             self._topics.events,
             partition,
-            b"\n".join(batch.lines),
-            None,
+            batch.value(),
             on_delivery=lambda err, msg: self._on_events_delivery(err, msg, count),
         )
 
@@ -181,15 +267,17 @@ class EventProducer:
         topic: str,
         partition: int | None,
         value: bytes,
-        key: bytes | None,
         *,
         on_delivery: Callable[[KafkaError | None, Message], None],
         headers: list[tuple[str, bytes]] | None = None,
+        wait: bool = True,
     ) -> None:
-        kwargs: dict[str, Any] = {"value": value, "key": key, "on_delivery": on_delivery, "headers": headers}
+        """Hand one record to librdkafka; when its queue is full, wait for room (up to the
+        back-pressure timeout) or, with ``wait=False``, give up at once."""
+        kwargs: dict[str, Any] = {"value": value, "on_delivery": on_delivery, "headers": headers}
         if partition is not None:
             kwargs["partition"] = partition
-        deadline = time.monotonic() + self._tuning.backpressure_timeout_s
+        deadline = time.monotonic() + (self._tuning.backpressure_timeout_s if wait else 0.0)
         while True:
             try:
                 self._producer.produce(topic, **kwargs)
@@ -197,8 +285,7 @@ class EventProducer:
             except BufferError:
                 if time.monotonic() >= deadline:
                     raise BackpressureError(
-                        f"Kafka producer queue stayed full for {self._tuning.backpressure_timeout_s:.0f}s "
-                        "(broker unreachable or slower than the input)"
+                        "Kafka producer queue is full (broker unreachable or slower than the input)"
                     ) from None
                 self._producer.poll(0.05)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 
 from producers.event_producer import DeliveryReport, EventProducer
-from pulse.contract import Invalid, validate
+from pulse.contract import Invalid
 from pulse.dead_letter import DeadLetter
 
 MAX_PROBLEMS_KEPT = 50
@@ -60,7 +60,7 @@ def publish_jsonl(
 
 def _publish_line(line: bytes, source: str, producer: EventProducer, report: FileReport) -> None:
     try:
-        checked = validate(orjson.loads(line))
+        checked = producer.check(orjson.loads(line))
     except orjson.JSONDecodeError as exc:
         letter = DeadLetter.failed(line, "bad_json", f"not JSON: {exc}", source, source)
     else:

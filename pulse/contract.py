@@ -75,10 +75,11 @@ class Event:
     ts: int
     props: dict[str, Any]
     context: dict[str, Any]
+    server_received_at: int | None = None  # stamped by the HTTP collector, epoch ms
 
     def to_dict(self) -> dict[str, Any]:
         """The normalised wire form, as the stream jobs publish it for the sinks."""
-        return {
+        wire = {
             "event_id": self.event_id,
             "type": self.type,
             "user_id": self.user_id,
@@ -86,6 +87,9 @@ class Event:
             "props": self.props,
             "context": self.context,
         }
+        if self.server_received_at is not None:
+            wire["server_received_at"] = self.server_received_at
+        return wire
 
 
 # --- property rules -----------------------------------------------------------------------
@@ -147,8 +151,12 @@ def is_known_type(name: str) -> bool:
 # --- validation ---------------------------------------------------------------------------
 
 
-def validate(obj: Any) -> Event | Invalid:
-    """Check a decoded JSON value against the contract; never raises on bad input."""
+def validate(obj: Any, not_after_ms: int | None = None) -> Event | Invalid:
+    """Check a decoded JSON value against the contract; never raises on bad input.
+
+    ``not_after_ms`` is the latest acceptable event time (the stage's clock plus its allowed
+    skew): an event from further in the future is refused as ``future_timestamp``.
+    """
     if not isinstance(obj, dict):
         return Invalid((Problem("not_an_object", "$", f"an event must be a JSON object, got {_json_type(obj)}"),))
     problems: list[Problem] = []
@@ -156,6 +164,9 @@ def validate(obj: Any) -> Event | Invalid:
     user_id = _required_id(obj, "user_id", problems)
     event_type = _event_type(obj, problems)
     ts = _timestamp(obj, problems)
+    if ts is not None and not_after_ms is not None and ts > not_after_ms:
+        problems.append(Problem("future_timestamp", "ts", f"{obj['ts']!r} is further in the future than allowed"))
+    received_at = _received_at(obj, problems)
     props = _optional_object(obj, "props", problems)
     context = _optional_object(obj, "context", problems)
     for name in obj.keys() - TOP_LEVEL_FIELDS - PIPELINE_FIELDS:
@@ -168,7 +179,7 @@ def validate(obj: Any) -> Event | Invalid:
         _check_context(context, problems)
     if problems:
         return Invalid(tuple(problems))
-    return Event(event_id, event_type, user_id, ts, props, context)  # type: ignore[arg-type]
+    return Event(event_id, event_type, user_id, ts, props, context, received_at)  # type: ignore[arg-type]
 
 
 def _json_type(value: Any) -> str:
@@ -238,6 +249,14 @@ def parse_timestamp(value: Any) -> int | str:
     if ms >= MAX_TS_MS:
         return f"{value!r} is after 2100-01-01"
     return ms
+
+
+def _received_at(obj: dict[str, Any], problems: list[Problem]) -> int | None:
+    value = obj.get("server_received_at")
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    problems.append(Problem("wrong_type", "server_received_at", "must be epoch milliseconds"))
+    return None
 
 
 def _optional_object(obj: dict[str, Any], name: str, problems: list[Problem]) -> dict[str, Any] | None:

@@ -9,6 +9,7 @@ demo unchanged: a broker the project starts itself and an embedded ClickHouse en
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -54,6 +55,23 @@ class SinkTuning:
 
 
 @dataclass(frozen=True)
+class ValidationTuning:
+    """Contract checks that depend on the validating stage's clock."""
+
+    max_future_skew_s: float = 3600.0
+
+
+@dataclass(frozen=True)
+class CollectorTuning:
+    """Limits and timeouts of the HTTP collector."""
+
+    max_events: int = 1_000
+    max_body_bytes: int = 1_048_576
+    delivery_timeout_s: float = 10.0
+    retry_after_s: int = 5
+
+
+@dataclass(frozen=True)
 class Settings:
     """The whole configuration of one pipeline process."""
 
@@ -68,11 +86,15 @@ class Settings:
     clickhouse_dsn: str
     worker_metrics_port: int
     sink_port: int
+    collector_port: int
+    write_keys: frozenset[str]
     app_id: str
     config_file: Path | None = None
     producer: ProducerTuning = field(default_factory=ProducerTuning)
     dedup: DedupTuning = field(default_factory=DedupTuning)
     sink: SinkTuning = field(default_factory=SinkTuning)
+    validation: ValidationTuning = field(default_factory=ValidationTuning)
+    collector: CollectorTuning = field(default_factory=CollectorTuning)
 
     def to_env(self) -> dict[str, str]:
         """These settings as environment variables, so a child process gets exactly them."""
@@ -87,6 +109,8 @@ class Settings:
             "CLICKHOUSE_DSN": self.clickhouse_dsn,
             "PULSE_WORKER_METRICS_PORT": str(self.worker_metrics_port),
             "PULSE_SINK_PORT": str(self.sink_port),
+            "PULSE_COLLECTOR_PORT": str(self.collector_port),
+            "PULSE_WRITE_KEYS": ",".join(sorted(self.write_keys)),
             "PULSE_APP_ID": self.app_id,
         }
         if self.kafka_bootstrap:
@@ -94,6 +118,10 @@ class Settings:
         if self.config_file:
             env["PULSE_CONFIG"] = str(self.config_file)
         return env
+
+    def not_after_ms(self) -> int:
+        """The latest event time a stage accepts now: its clock plus the allowed future skew."""
+        return int((time.time() + self.validation.max_future_skew_s) * 1000)
 
     @property
     def bootstrap(self) -> str:
@@ -153,6 +181,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         clickhouse_dsn=env.get("CLICKHOUSE_DSN") or f"chdb://{data_dir / 'clickhouse'}",
         worker_metrics_port=_int(env, "PULSE_WORKER_METRICS_PORT", 9464),
         sink_port=_int(env, "PULSE_SINK_PORT", 8124),
+        collector_port=_int(env, "PULSE_COLLECTOR_PORT", 8088),
+        write_keys=frozenset(key.strip() for key in env.get("PULSE_WRITE_KEYS", "").split(",") if key.strip()),
         app_id=env.get("PULSE_APP_ID", "customer-pulse"),
         config_file=config_file,
     )
@@ -171,7 +201,13 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
 
 
-_SECTIONS = {"producer": ProducerTuning, "dedup": DedupTuning, "sink": SinkTuning}
+_SECTIONS = {
+    "producer": ProducerTuning,
+    "dedup": DedupTuning,
+    "sink": SinkTuning,
+    "validation": ValidationTuning,
+    "collector": CollectorTuning,
+}
 
 
 def _apply_yaml(settings: Settings, path: Path) -> Settings:

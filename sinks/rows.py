@@ -15,7 +15,7 @@ from pulse.dead_letter import DeadLetter
 
 EVENTS = "events"
 DEAD_LETTERS = "dead_letters"
-EVENT_COLUMNS = ("event_id", "type", "user_id", "ts", "props", "context")
+EVENT_COLUMNS = ("event_id", "type", "user_id", "ts", "server_received_at", "props", "context")
 DEAD_LETTER_COLUMNS = ("letter_id", "dlq_topic", "dlq_partition", "dlq_offset", "failed_at", "reason", "errors", "source", "raw")
 
 
@@ -52,6 +52,7 @@ def add_valid_events(value: bytes, events: Columns) -> list[int]:
                 event["type"],
                 event["user_id"],
                 event["ts"],
+                event.get("server_received_at"),
                 orjson.dumps(event["props"]).decode(),
                 orjson.dumps(event["context"]).decode(),
             )

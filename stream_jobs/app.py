@@ -47,7 +47,7 @@ def create_app(settings: Settings) -> faust.App:
             key_type=bytes,  # bytes keys and values use Faust's raw codec: we pack them ourselves
             value_type=bytes,
         ),
-        tuning=settings.dedup,
+        settings=settings,
     )
 
     @app.agent(events, name="validate-events", concurrency=1)

@@ -24,8 +24,11 @@ class CheckedRecord:
     events_in: int = 0
 
 
-def check_record(value: bytes | None, source: str) -> CheckedRecord:
-    """Decode and validate every event of a record value; never raises on bad input."""
+def check_record(value: bytes | None, source: str, not_after_ms: int | None = None) -> CheckedRecord:
+    """Decode and validate every event of a record value; never raises on bad input.
+
+    ``not_after_ms``: events later than this are refused as ``future_timestamp``.
+    """
     checked = CheckedRecord()
     if not value:
         checked.events_in = 1
@@ -37,7 +40,7 @@ def check_record(value: bytes | None, source: str) -> CheckedRecord:
         if isinstance(item, Undecodable):
             checked.dead_letters.append(DeadLetter.failed(raw, "bad_json", f"not JSON: {item.error}", source, letter_id))
             continue
-        result = validate(item)
+        result = validate(item, not_after_ms)
         if isinstance(result, Invalid):
             checked.dead_letters.append(DeadLetter.refused(raw, result, source, letter_id))
         else:

@@ -19,7 +19,7 @@ import faust
 
 from pulse.dead_letter import DeadLetter
 from pulse.lag import observe_lag
-from pulse.settings import DedupTuning
+from pulse.settings import Settings
 from pulse.wire import encode_events
 from stream_jobs import metrics
 from stream_jobs.dedup import SeenIds, drop_seen
@@ -36,13 +36,14 @@ class Validator:
         valid_topic: faust.TopicT,
         dead_letter_topic: faust.TopicT,
         seen_ids: faust.types.TableT,
-        tuning: DedupTuning,
+        settings: Settings,
     ) -> None:
         self._valid = valid_topic
         self._dead = dead_letter_topic
         self._seen = seen_ids
-        self._retention_ms = int(tuning.retention_hours * 3_600_000)
-        self._max_ids = tuning.max_ids_per_user
+        self._settings = settings
+        self._retention_ms = int(settings.dedup.retention_hours * 3_600_000)
+        self._max_ids = settings.dedup.max_ids_per_user
 
     async def handle(self, event: faust.EventT) -> None:
         """Process one record; bad input and unexpected errors are dead-lettered, never raised."""
@@ -50,7 +51,7 @@ class Validator:
         source = f"{message.topic}/{message.partition}@{message.offset}"
         metrics.RECORDS_IN.inc()
         try:
-            checked = check_record(event.value, source)
+            checked = check_record(event.value, source, self._settings.not_after_ms())
             fresh = self._drop_duplicates(checked, message.offset)
         except Exception as exc:  # a bug must not lose the record: keep it whole for a replay
             log.exception("failed to process %s", source)

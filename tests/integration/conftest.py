@@ -61,7 +61,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def settings(kafka_bootstrap: str, tmp_path: Path) -> Settings:
     """Settings isolated to this test: own topics, groups, ports and ClickHouse directory."""
     run = uuid.uuid4().hex[:10]
-    worker_port, sink_port = free_ports(2)
+    worker_port, sink_port, collector_port = free_ports(3)
     return load_settings(
         {
             "KAFKA_BOOTSTRAP": kafka_bootstrap,
@@ -71,6 +71,7 @@ def settings(kafka_bootstrap: str, tmp_path: Path) -> Settings:
             "PULSE_APP_ID": f"test-{run}",
             "PULSE_WORKER_METRICS_PORT": str(worker_port),
             "PULSE_SINK_PORT": str(sink_port),
+            "PULSE_COLLECTOR_PORT": str(collector_port),
         }
     )
 

@@ -41,7 +41,7 @@ def read_all(bootstrap: str, topic: str, expected: int) -> list[tuple[bytes, lis
 
 
 def test_every_command_has_help() -> None:
-    for command in ["kafka", "topics", "migrate", "worker", "sink", "produce", "query", "up", "down", "status", "demo"]:
+    for command in ["kafka", "topics", "migrate", "worker", "sink", "produce", "collect", "query", "up", "down", "status", "demo"]:
         result = subprocess.run([sys.executable, "-m", "deploy.cli", command, "--help"], capture_output=True, text=True)
         assert result.returncode == 0 and "KAFKA_BOOTSTRAP" in result.stdout, command
 
@@ -84,7 +84,7 @@ def test_produce_without_topics_says_how_to_fix(settings: Settings, tmp_path: Pa
 def test_migrate_is_idempotent_and_queries_are_read_only(pipeline: Settings) -> None:
     settings = pipeline
     tables = run_query(settings, "SELECT version, name FROM schema_migrations FINAL ORDER BY version").rows
-    assert tables == [[1, "events"], [2, "dead_letters"]]
+    assert tables == [[1, "events"], [2, "dead_letters"], [3, "events_received_at"]]
     with pytest.raises(QueryError, match="readonly"):
         run_query(settings, "DROP TABLE events")
     with pytest.raises(QueryError, match="one statement"):
@@ -96,5 +96,9 @@ def test_migrate_is_idempotent_and_queries_are_read_only(pipeline: Settings) -> 
 
 def test_migrate_applies_once(settings: Settings) -> None:
     first, second = pulse(settings, "migrate"), pulse(settings, "migrate")
-    assert first.stdout.splitlines() == ["applied 0001_events", "applied 0002_dead_letters"], first.stderr
+    assert first.stdout.splitlines() == [
+        "applied 0001_events",
+        "applied 0002_dead_letters",
+        "applied 0003_events_received_at",
+    ], first.stderr
     assert second.stdout.splitlines() == ["nothing to apply"]

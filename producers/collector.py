@@ -1,0 +1,168 @@
+"""The HTTP collector (``pulse collect``): events from web pages, apps and back-ends into Kafka.
+
+``POST /v1/events`` takes one event, a JSON array or NDJSON, up to ``max_events`` events
+and ``max_body_bytes``. It answers only once the outcome is durable:
+
+- 202 ``{"accepted": n}``: every event is in Kafka (delivery confirmed, acks=all);
+- 400 ``{"accepted": n, "rejected": m, "errors": [{"index", "reason", "problems"}]}``: the
+  valid events of the batch are in Kafka all the same, the invalid ones in the dead-letter topic;
+- 401 without a configured write key (``Authorization: Bearer <key>``), 413 when too large;
+- 503 with ``Retry-After`` when Kafka is unreachable or the producer's queue is full.
+  Part of such a batch may have reached Kafka: a client retries the whole batch and the
+  pipeline drops the resent ``event_id``s, so nothing accepted is ever lost or counted twice.
+
+Each event is stamped with ``server_received_at``; events further in the future than the
+allowed skew are refused (``future_timestamp``). ``GET /healthz`` and ``GET /metrics`` too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import orjson
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
+
+from producers.event_producer import BackpressureError, EventProducer
+from pulse.contract import Event, Invalid
+from pulse.dead_letter import DeadLetter, now_ms
+from pulse.settings import Settings
+from pulse.wire import Undecodable, decode_record
+
+REQUESTS = Counter("pulse_collector_requests_total", "HTTP requests to /v1/events, by status code.", ["status"])
+EVENTS = Counter("pulse_collector_events_total", "Events received by the collector, by outcome.", ["outcome"])
+SOURCE = "collector"
+
+
+class Collector:
+    """The aiohttp application around one :class:`EventProducer`, polled by a background thread."""
+
+    def __init__(self, settings: Settings, producer: EventProducer) -> None:
+        self._settings = settings
+        self._tuning = settings.collector
+        self._producer = producer
+        self._polling = threading.Event()
+        self._poller = threading.Thread(target=self._poll, name="collector-delivery", daemon=True)
+
+    def application(self) -> web.Application:
+        app = web.Application(client_max_size=self._tuning.max_body_bytes)
+        app.router.add_post("/v1/events", self.post_events)
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/metrics", self.metrics)
+        app.on_startup.append(self._start_polling)
+        app.on_cleanup.append(self._stop_polling)
+        return app
+
+    async def post_events(self, request: web.Request) -> web.Response:
+        response = await self._handle(request)
+        REQUESTS.labels(str(response.status)).inc()
+        return response
+
+    async def healthz(self, _request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def metrics(self, _request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    # --- the request ------------------------------------------------------------------
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        if self._settings.write_keys and not self._authorised(request):
+            return _json(401, {"error": "missing or unknown write key (Authorization: Bearer <key>)"})
+        if (request.content_length or 0) > self._tuning.max_body_bytes:
+            return _too_large(f"body over {self._tuning.max_body_bytes} bytes")
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return _too_large(f"body over {self._tuning.max_body_bytes} bytes")
+        items = list(decode_record(body))
+        if not items:
+            return _json(400, {"error": "no events in the body"})
+        if len(items) > self._tuning.max_events:
+            return _too_large(f"{len(items)} events; at most {self._tuning.max_events} per request")
+        events, letters, errors = self._check(items)
+        try:
+            error = await self._publish(events, letters)
+        except BackpressureError as exc:
+            error = str(exc)
+        if error is not None:
+            EVENTS.labels("retry").inc(len(items))
+            return _json(503, {"error": f"Kafka unavailable: {error}"}, {"Retry-After": str(self._tuning.retry_after_s)})
+        EVENTS.labels("accepted").inc(len(events))
+        EVENTS.labels("rejected").inc(len(letters))
+        if errors:
+            return _json(400, {"accepted": len(events), "rejected": len(letters), "errors": errors})
+        return _json(202, {"accepted": len(events)})
+
+    def _authorised(self, request: web.Request) -> bool:
+        scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and key.strip() in self._settings.write_keys
+
+    def _check(self, items: list[tuple[bytes, Any]]) -> tuple[list[Event], list[DeadLetter], list[dict[str, Any]]]:
+        """Stamp, validate and split the batch; problems are reported by event index."""
+        received_at = now_ms()
+        events: list[Event] = []
+        letters: list[DeadLetter] = []
+        errors: list[dict[str, Any]] = []
+        for index, (raw, item) in enumerate(items):
+            if isinstance(item, Undecodable):
+                letter = DeadLetter.failed(raw, "bad_json", f"not JSON: {item.error}", SOURCE)
+            else:
+                if isinstance(item, dict):
+                    item["server_received_at"] = received_at
+                checked = self._producer.check(item)
+                if not isinstance(checked, Invalid):
+                    events.append(checked)
+                    continue
+                letter = DeadLetter.refused(raw, checked, SOURCE)
+            letters.append(letter)
+            errors.append({"index": index, "reason": letter.reason, "problems": list(letter.errors)})
+        return events, letters, errors
+
+    async def _publish(self, events: list[Event], letters: list[DeadLetter]) -> str | None:
+        """Hand the batch to Kafka and wait for the broker's verdict: None, or the error."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[str | None] = loop.create_future()
+
+        def settle(error: str | None) -> None:
+            loop.call_soon_threadsafe(lambda: done.done() or done.set_result(error))
+
+        self._producer.publish_now(events, letters, settle)
+        try:
+            return await asyncio.wait_for(done, self._tuning.delivery_timeout_s + 1.0)
+        except TimeoutError:
+            return f"no delivery confirmation within {self._tuning.delivery_timeout_s:.0f}s"
+
+    # --- delivery callbacks -----------------------------------------------------------
+
+    async def _start_polling(self, _app: web.Application) -> None:
+        self._polling.set()
+        self._poller.start()
+
+    async def _stop_polling(self, _app: web.Application) -> None:
+        self._polling.clear()
+        self._poller.join()
+        self._producer.flush()
+
+    def _poll(self) -> None:
+        while self._polling.is_set():
+            self._producer.poll(0.1)
+
+
+def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json", headers=headers)
+
+
+def _too_large(message: str) -> web.Response:
+    return _json(413, {"error": message})
+
+
+def run_collector(settings: Settings, host: str = "127.0.0.1") -> None:
+    """Serve the collector on ``PULSE_COLLECTOR_PORT`` until SIGINT or SIGTERM."""
+    delivery_ms = int(settings.collector.delivery_timeout_s * 1000)
+    producer = EventProducer.from_settings(settings, config={"message.timeout.ms": delivery_ms})
+    app = Collector(settings, producer).application()
+    print(f"collector on http://{host}:{settings.collector_port}/v1/events", flush=True)
+    web.run_app(app, host=host, port=settings.collector_port, print=None)

@@ -94,11 +94,16 @@ def _parser() -> argparse.ArgumentParser:
             "Consume the valid-events and dead-letter topics and insert them into ClickHouse in batches, "
             "committing offsets only after the insert. Serves /query (read-only SQL), /healthz and /metrics "
             "on PULSE_SINK_PORT. Stops on SIGINT/SIGTERM after flushing.")  # fmt: skip
-    produce = command("produce", _produce, "publish a JSONL file of events to Kafka",
-                      "Publish FILE (one JSON event per line). Lines that are not JSON or break the event contract "
-                      "are reported with their line numbers and sent to the dead-letter topic. Exits 1 if Kafka "
-                      "did not confirm every record.")  # fmt: skip
-    produce.add_argument("file", type=Path, metavar="FILE", help="path of a .jsonl file")
+    produce = command("produce", _produce, "publish a JSONL file of events to Kafka (backfill)",
+                      "Publish FILE (one JSON event per line, plain or gzip-compressed). Lines that are not JSON or "
+                      "break the event contract are reported with their line numbers and sent to the dead-letter "
+                      "topic. Every 100,000 lines the import waits for Kafka and records the confirmed line under "
+                      "<data dir>/backfill, so an interrupted import continues with --resume. Exits 1 if Kafka did "
+                      "not confirm every record.")  # fmt: skip
+    produce.add_argument("file", type=Path, metavar="FILE", help="path of a .jsonl or .jsonl.gz file")
+    start = produce.add_mutually_exclusive_group()
+    start.add_argument("--start-line", type=int, default=1, metavar="N", help="skip the lines before line N (1-based)")
+    start.add_argument("--resume", action="store_true", help="start after the last line Kafka confirmed for FILE")
     command("collect", _collect, "run the HTTP collector in the foreground",
             "Accept events over HTTP: POST /v1/events (one event, a JSON array or NDJSON; at most 1,000 events "
             "or 1 MiB). Answers 202 once the events are in Kafka, 400 with the problems of invalid events (the "
@@ -175,20 +180,36 @@ def _sink(_args: argparse.Namespace, settings: Settings) -> int:
 def _produce(args: argparse.Namespace, settings: Settings) -> int:
     from deploy.progress import Progress
     from producers import EventProducer, publish_jsonl
+    from producers.checkpoints import Checkpoints
 
+    checkpoints = Checkpoints(settings.data_dir / "backfill")
+    start_line = checkpoints.load(args.file) + 1 if args.resume else args.start_line
     size = args.file.stat().st_size
     progress = Progress(f"publishing {args.file.name}", total=size, unit="B")
     with EventProducer.from_settings(settings) as producer:
-        report = publish_jsonl(args.file, producer, lambda done, _lines: progress.update(done))
-    progress.close(size)
+        try:
+            report = publish_jsonl(
+                args.file,
+                producer,
+                lambda done, line: progress.update(done, f"line {line}"),
+                start_line=start_line,
+                on_checkpoint=lambda line: checkpoints.save(args.file, line),
+            )
+        except KeyboardInterrupt as interrupt:
+            confirmed = interrupt.report.confirmed_line  # type: ignore[attr-defined]
+            print(f"\ninterrupted: lines up to {confirmed} are confirmed by Kafka; continue with "
+                  f"`pulse produce {args.file} --resume` (or --start-line {confirmed + 1})", file=sys.stderr)  # fmt: skip
+            return 130
+    progress.close(size, f"line {report.lines}")
     for problem in report.problems:
         print(f"invalid: {problem}", file=sys.stderr)
     if report.invalid > len(report.problems):
         print(f"... and {report.invalid - len(report.problems)} more invalid lines", file=sys.stderr)
     delivery = report.delivery
+    skipped = f", {report.skipped} skipped before line {start_line}" if report.skipped else ""
     print(
         f"{report.lines} lines: {report.valid} events published ({delivery.events_delivered} confirmed), "
-        f"{report.invalid} invalid sent to the dead-letter topic, {report.blank} blank"
+        f"{report.invalid} invalid sent to the dead-letter topic, {report.blank} blank{skipped}"
     )
     for error in delivery.errors:
         print(f"delivery failed: {error}", file=sys.stderr)

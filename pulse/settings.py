@@ -45,6 +45,17 @@ class DedupTuning:
 
 
 @dataclass(frozen=True)
+class SessionTuning:
+    """Session boundaries and how event time may lag (see the sessions job)."""
+
+    timeout_minutes: float = 30.0
+    max_length_hours: float = 24.0
+    allowed_lateness_minutes: float = 10.0
+    idle_close_seconds: float = 30.0  # wall-clock silence after which a partition's event time follows the clock
+    tick_interval_seconds: float = 5.0
+
+
+@dataclass(frozen=True)
 class SinkTuning:
     """When the ClickHouse sink flushes its buffer and how it retries."""
 
@@ -92,6 +103,7 @@ class Settings:
     config_file: Path | None = None
     producer: ProducerTuning = field(default_factory=ProducerTuning)
     dedup: DedupTuning = field(default_factory=DedupTuning)
+    sessions: SessionTuning = field(default_factory=SessionTuning)
     sink: SinkTuning = field(default_factory=SinkTuning)
     validation: ValidationTuning = field(default_factory=ValidationTuning)
     collector: CollectorTuning = field(default_factory=CollectorTuning)
@@ -204,6 +216,7 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
 _SECTIONS = {
     "producer": ProducerTuning,
     "dedup": DedupTuning,
+    "sessions": SessionTuning,
     "sink": SinkTuning,
     "validation": ValidationTuning,
     "collector": CollectorTuning,

@@ -11,6 +11,7 @@ class Topics:
 
     events: str
     valid_events: str
+    sessions: str
     dead_letters: str
 
     @classmethod
@@ -18,13 +19,14 @@ class Topics:
         return cls(
             events=f"{prefix}events",
             valid_events=f"{prefix}events.valid",
+            sessions=f"{prefix}sessions",
             dead_letters=f"{prefix}dead-letters",
         )
 
     def all(self) -> tuple[str, ...]:
         """Every topic, in the order data flows through them."""
-        return (self.events, self.valid_events, self.dead_letters)
+        return (self.events, self.valid_events, self.sessions, self.dead_letters)
 
     def sink_inputs(self) -> tuple[str, ...]:
         """The topics the ClickHouse sink consumes."""
-        return (self.valid_events, self.dead_letters)
+        return (self.valid_events, self.sessions, self.dead_letters)

@@ -12,7 +12,15 @@ import hashlib
 import time
 from dataclasses import dataclass, field
 
-from sinks.rows import DEAD_LETTER_COLUMNS, DEAD_LETTERS, EVENT_COLUMNS, EVENTS, Columns
+from sinks.rows import (
+    DEAD_LETTER_COLUMNS,
+    DEAD_LETTERS,
+    EVENT_COLUMNS,
+    EVENTS,
+    SESSION_COLUMNS,
+    SESSIONS,
+    Columns,
+)
 
 TopicPartition = tuple[str, int]
 
@@ -22,7 +30,11 @@ class Batch:
     """Rows waiting for ClickHouse and the offset range of each input partition."""
 
     tables: dict[str, Columns] = field(
-        default_factory=lambda: {EVENTS: Columns(EVENT_COLUMNS), DEAD_LETTERS: Columns(DEAD_LETTER_COLUMNS)}
+        default_factory=lambda: {
+            EVENTS: Columns(EVENT_COLUMNS),
+            SESSIONS: Columns(SESSION_COLUMNS),
+            DEAD_LETTERS: Columns(DEAD_LETTER_COLUMNS),
+        }
     )
     ranges: dict[TopicPartition, tuple[int, int]] = field(default_factory=dict)
     opened_at: float = field(default_factory=time.monotonic)

@@ -1,5 +1,7 @@
 """The ClickHouse sink stage: output topics -> batched, idempotent inserts -> committed offsets.
 
+Valid events go to ``events``, session rows to ``sessions``, dead letters to ``dead_letters``.
+
 Order of operations per batch: insert every table's rows (retrying until durable), then
 commit the Kafka offsets synchronously. A sink killed between the two re-reads the batch
 on restart and re-inserts it with the same deduplication tokens when the batch boundaries
@@ -19,7 +21,7 @@ from pulse.settings import Settings
 from pulse.topics import Topics
 from sinks import metrics
 from sinks.batch import Batch
-from sinks.rows import DEAD_LETTERS, EVENTS, add_dead_letter, add_valid_events
+from sinks.rows import DEAD_LETTERS, EVENTS, SESSIONS, add_dead_letter, add_sessions, add_valid_events
 from sinks.writer import BatchWriter
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,7 @@ class ClickHouseSink:
                 "auto.offset.reset": "earliest",
                 # a long ClickHouse outage holds one batch in retries; stay in the group meanwhile
                 "max.poll.interval.ms": 3_600_000,
+                "session.timeout.ms": 10_000,  # a crashed sink's partitions move on after 10 s
                 "fetch.max.bytes": 64 * 1024 * 1024,
             }
         )
@@ -81,7 +84,10 @@ class ClickHouseSink:
             add_dead_letter(topic, partition, offset, letter, letters)
             return
         try:
-            self._batch.event_times.extend(add_valid_events(message.value() or b"", self._batch.tables[EVENTS]))
+            if topic == self._topics.sessions:
+                add_sessions(message.value() or b"", self._batch.tables[SESSIONS])
+            else:
+                self._batch.event_times.extend(add_valid_events(message.value() or b"", self._batch.tables[EVENTS]))
         except (ValueError, KeyError, TypeError) as exc:
             metrics.UNREADABLE_RECORDS.inc()
             letter = DeadLetter.failed(message.value() or b"", "sink_unreadable", repr(exc), position, position)

@@ -53,16 +53,25 @@ class SeenIds:
         return packed.tobytes()
 
 
-def drop_seen(
-    seen: SeenIds, events: Iterable[Event], offset: int, retention_ms: int, max_ids: int
-) -> tuple[SeenIds, list[Event], list[Event]]:
-    """Split one user's events of the record at ``offset`` into ``(new state, fresh, duplicates)``.
+@dataclass(frozen=True)
+class Sorted:
+    """One user's events of one record, sorted out by :func:`drop_seen`."""
+
+    seen: SeenIds  # the new state
+    new: list[Event]  # never seen: emit and count
+    replayed: list[Event]  # seen first in this very record: emit again, but the state already counts them
+    duplicates: list[Event]  # resent: drop
+
+
+def drop_seen(seen: SeenIds, events: Iterable[Event], offset: int, retention_ms: int, max_ids: int) -> Sorted:
+    """Sort one user's events of the record at ``offset`` into new, replayed and duplicates.
 
     Duplicates inside the record itself are caught too: the first occurrence wins.
     """
     ids = dict(seen.ids)
     emitted: set[int] = set()
-    fresh: list[Event] = []
+    new: list[Event] = []
+    replayed: list[Event] = []
     duplicates: list[Event] = []
     for event in events:
         key = id_hash(event.event_id)
@@ -70,10 +79,13 @@ def drop_seen(
         if key in emitted or (first is not None and first[1] != offset):
             duplicates.append(event)
             continue
-        ids[key] = (event.ts, offset)
         emitted.add(key)
-        fresh.append(event)
-    return SeenIds(_prune(ids, retention_ms, max_ids)), fresh, duplicates
+        if first is None:
+            ids[key] = (event.ts, offset)
+            new.append(event)
+        else:
+            replayed.append(event)
+    return Sorted(SeenIds(_prune(ids, retention_ms, max_ids)), new, replayed, duplicates)
 
 
 def _prune(ids: dict[int, tuple[int, int]], retention_ms: int, max_ids: int) -> dict[int, tuple[int, int]]:

@@ -28,10 +28,12 @@ class Rates:
     email_share: float = 0.15
     referral_share: float = 0.15
     ad_impressions_before_click: float = 1.0  # mean impression-only sessions before a paid click
-    # A visit that ends on its landing page. 3(b) #9 / WEB-1: "average bounce rate is between 26-70%".
-    bounce: float = 0.48
-    pages_per_visit: float = 4.0  # mean page views of a visit that does not bounce
-    prospect_return: float = 0.55  # a visitor who did not sign up comes back
+    # A prospect's visit that ends on its landing page. 3(b) #9 / WEB-1: "average bounce rate is
+    # between 26-70%". Visits of signed-up users and visits that start with an ad or email click
+    # never qualify, so the bounce rate over all visits comes out near 30%.
+    bounce: float = 0.55
+    pages_per_visit: float = 6.0  # mean page views of a prospect's visit that does not bounce
+    prospect_return: float = 0.65  # a visitor who did not sign up comes back
     prospect_return_days: float = 3.0  # mean days until that return
     # A prospect's non-bounce visit ends in a signup. 3(b) #2 / WEB-6: "352 ÷ 1,582 = 22.25% conversion rate".
     signup: float = 0.2225
@@ -42,13 +44,14 @@ class Rates:
     trial_days: float = 14.0
     # 3(b), derived fixture "Trial-to-paid for 40 of 200 trials = 20%".
     trial_to_paid: float = 0.20
-    # ENG-7 / 3(b) #19: power users of a reporting-type SaaS come daily, the others "once a week".
-    power_user_share: float = 0.25
-    power_visit_days: float = 1.0
-    casual_visit_days: float = 7.0
-    power_features_per_visit: float = 4.0
-    casual_features_per_visit: float = 1.5
-    lapse: float = 0.5  # after a visit without trial or subscription, the user stops coming
+    # 3(b) #19 / ENG-7 put power-user cadence between "once a week" (reporting SaaS) and "daily":
+    # power users here come daily, casual users every few days.
+    power_user_share: float = 0.30
+    power_visit_days: float = 1.0  # mean days between visits
+    casual_visit_days: float = 3.0
+    power_features_per_visit: float = 10.0
+    casual_features_per_visit: float = 4.0
+    lapse: float = 0.25  # after a visit without trial or subscription, the user stops coming
     # 3(b) #10 / RET-1: "average churn rate of 25%" a year (card and cable companies).
     annual_churn: float = 0.25
     plan_change_per_month: float = 0.10  # subscribers who up- or downgrade in a month
@@ -83,6 +86,8 @@ class Rates:
         mix = self.organic_share + self.paid_share + self.email_share + self.referral_share
         if abs(mix - 1.0) > 1e-9:
             raise ValueError(f"the acquisition shares must sum to 1, not {mix}")
+        if not (0 <= self.annual_churn < 1 and 0 <= self.plan_change_per_month < 1):
+            raise ValueError("annual_churn and plan_change_per_month are shares of a population: 0 <= share < 1")
 
 
 @dataclass(frozen=True)
@@ -96,7 +101,9 @@ class Imperfections:
 
     def __post_init__(self) -> None:
         if not 0 < self.late_max_minutes < ALLOWED_LATENESS_MINUTES:
-            raise ValueError(f"late_max_minutes must be in (0, {ALLOWED_LATENESS_MINUTES}): the pipeline drops later lines")
+            raise ValueError(
+                f"late_max_minutes must be in (0, {ALLOWED_LATENESS_MINUTES}): the pipeline drops later lines"
+            )
         if self.late_share + self.duplicate_share + self.malformed_share > 1:
             raise ValueError("the imperfection shares must sum to at most 1")
 

@@ -21,7 +21,7 @@ PAID_CHANNELS = (Channel("google", "cpc", "q4_leadgen"), Channel("linkedin", "cp
 PAID_WEIGHTS = (0.7, 0.3)
 NURTURE = Channel("newsletter", "email", "q4_nurture")  # the email that acquires a prospect
 DIGEST = Channel("newsletter", "email", "weekly_digest")  # the weekly email to signed-up users
-REFERRAL_CHANNEL = "partners"  # referral payouts, booked as marketing spend
+REFERRAL_PROGRAM = Channel("partners", "referral", "partner_program")  # payouts booked as marketing spend
 REFERRERS = (
     "https://www.g2.com/products/customer-pulse/reviews",
     "https://news.ycombinator.com/item?id=4242",

@@ -84,7 +84,7 @@ def test_produce_without_topics_says_how_to_fix(settings: Settings, tmp_path: Pa
 def test_migrate_is_idempotent_and_queries_are_read_only(pipeline: Settings) -> None:
     settings = pipeline
     tables = run_query(settings, "SELECT version, name FROM schema_migrations FINAL ORDER BY version").rows
-    assert tables == [[1, "events"], [2, "dead_letters"], [3, "events_received_at"]]
+    assert tables == [[1, "events"], [2, "dead_letters"], [3, "events_received_at"], [4, "sessions"]]
     with pytest.raises(QueryError, match="readonly"):
         run_query(settings, "DROP TABLE events")
     with pytest.raises(QueryError, match="one statement"):
@@ -100,6 +100,7 @@ def test_migrate_applies_once(settings: Settings) -> None:
         "applied 0001_events",
         "applied 0002_dead_letters",
         "applied 0003_events_received_at",
+        "applied 0004_sessions",
     ], first.stderr
     assert second.stdout.splitlines() == ["nothing to apply"]
 

@@ -17,26 +17,26 @@ def ids(events: list[Event]) -> list[str]:
 
 
 def test_duplicates_within_and_across_records() -> None:
-    seen, fresh, dups = drop_seen(SeenIds.empty(), [event("a", 1), event("b", 2), event("a", 1)], 10, HOUR, 100)
-    assert ids(fresh) == ["a", "b"] and ids(dups) == ["a"]
-    restored = SeenIds.from_bytes(seen.to_bytes())
-    assert restored == seen and len(seen.to_bytes()) == 2 * 24
-    _, fresh, dups = drop_seen(restored, [event("b", 2), event("c", 3)], 11, HOUR, 100)
-    assert ids(fresh) == ["c"] and ids(dups) == ["b"]
+    first = drop_seen(SeenIds.empty(), [event("a", 1), event("b", 2), event("a", 1)], 10, HOUR, 100)
+    assert ids(first.new) == ["a", "b"] and ids(first.duplicates) == ["a"] and first.replayed == []
+    restored = SeenIds.from_bytes(first.seen.to_bytes())
+    assert restored == first.seen and len(first.seen.to_bytes()) == 2 * 24
+    second = drop_seen(restored, [event("b", 2), event("c", 3)], 11, HOUR, 100)
+    assert ids(second.new) == ["c"] and ids(second.duplicates) == ["b"]
 
 
 def test_replaying_the_same_record_emits_it_again() -> None:
     """After a crash the record at offset 10 is re-read with its ids already in the state."""
     record = [event("a", 1), event("b", 2), event("a", 1)]
-    seen, _, _ = drop_seen(SeenIds.empty(), record, 10, HOUR, 100)
-    again, fresh, dups = drop_seen(seen, record, 10, HOUR, 100)
-    assert ids(fresh) == ["a", "b"] and ids(dups) == ["a"] and again == seen
+    first = drop_seen(SeenIds.empty(), record, 10, HOUR, 100)
+    again = drop_seen(first.seen, record, 10, HOUR, 100)
+    assert again.new == [] and ids(again.replayed) == ["a", "b"] and ids(again.duplicates) == ["a"]
+    assert again.seen == first.seen
 
 
 def test_retention_and_cap_forget_old_ids() -> None:
-    seen, _, _ = drop_seen(SeenIds.empty(), [event("old", 0), event("new", 2 * HOUR)], 1, HOUR, 100)
-    assert len(seen.ids) == 1
-    _, fresh, _ = drop_seen(seen, [event("old", 0)], 2, HOUR, 100)
-    assert ids(fresh) == ["old"]
-    capped, _, _ = drop_seen(SeenIds.empty(), [event(str(i), i) for i in range(10)], 1, HOUR, 4)
+    kept = drop_seen(SeenIds.empty(), [event("old", 0), event("new", 2 * HOUR)], 1, HOUR, 100).seen
+    assert len(kept.ids) == 1
+    assert ids(drop_seen(kept, [event("old", 0)], 2, HOUR, 100).new) == ["old"]
+    capped = drop_seen(SeenIds.empty(), [event(str(i), i) for i in range(10)], 1, HOUR, 4).seen
     assert sorted(ts for ts, _ in capped.ids.values()) == [6, 7, 8, 9]

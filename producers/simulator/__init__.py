@@ -1,0 +1,23 @@
+"""A seeded customer-journey simulator that knows the right answers.
+
+``simulate(SimulationConfig(...))`` models customers from first touch to churn and returns
+the stream of JSON lines they produce (valid events per the contract, plus a controlled share
+of late, resent and malformed lines) together with the :class:`GroundTruth` a correct pipeline
+must compute from it: sessions, funnels, revenue, satisfaction scores and totals.
+"""
+
+from producers.simulator.config import Imperfections, Rates, SimulationConfig
+from producers.simulator.simulation import Simulation, simulate
+from producers.simulator.truth import GroundTruth, Session, Source, UserTruth
+
+__all__ = [
+    "GroundTruth",
+    "Imperfections",
+    "Rates",
+    "Session",
+    "Simulation",
+    "SimulationConfig",
+    "Source",
+    "UserTruth",
+    "simulate",
+]

@@ -1,0 +1,36 @@
+"""Running a simulation: the model's bursts feed the ground truth and the emitter side by side."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from producers.simulator.bursts import EventIds
+from producers.simulator.config import SimulationConfig
+from producers.simulator.emission import Emitter
+from producers.simulator.journeys import generate_bursts
+from producers.simulator.truth import GroundTruth, Tally
+
+
+class Simulation:
+    """The emitted stream of one run and the truth a correct pipeline must compute from it."""
+
+    __slots__ = ("truth", "_lines")
+
+    def __init__(self, truth: GroundTruth, lines: list[bytes]) -> None:
+        self.truth = truth
+        self._lines = lines
+
+    def lines(self) -> Iterator[bytes]:
+        """The JSON lines (no trailing newline) in emission order; may be iterated again."""
+        return iter(self._lines)
+
+
+def simulate(config: SimulationConfig) -> Simulation:
+    """Generate the whole run in memory; the same config gives byte-identical lines and truth."""
+    tally = Tally()
+    emitter = Emitter(config.imperfections, config.seed)
+    for user_id, events in generate_bursts(config, EventIds(f"{config.seed}-")):
+        tally.add(user_id, events)
+        emitter.add(events)
+    lines = emitter.finish()
+    return Simulation(tally.finish(config, emitter.counts), lines)

@@ -104,6 +104,21 @@ def _parser() -> argparse.ArgumentParser:
     start = produce.add_mutually_exclusive_group()
     start.add_argument("--start-line", type=int, default=1, metavar="N", help="skip the lines before line N (1-based)")
     start.add_argument("--resume", action="store_true", help="start after the last line Kafka confirmed for FILE")
+    simulate = command("simulate", _simulate, "generate customer journeys with their ground truth",
+                       "Simulate CUSTOMERS customers over DAYS days of event time (seeded, reproducible): acquisition, "
+                       "sessions, signups, onboarding, trials, purchases, subscriptions, surveys, tickets, ad and "
+                       "email events, marketing spend, plus a share of imperfect input (late, resent and malformed "
+                       "lines). Writes JSONL (--out) or publishes to Kafka (--kafka); the ground truth (per user "
+                       "sessions, funnel, churn, revenue, and KPI totals) goes to --truth as JSON.")  # fmt: skip
+    target = simulate.add_mutually_exclusive_group(required=True)
+    target.add_argument("--out", type=Path, metavar="FILE", help="write the events to FILE (.gz compresses)")
+    target.add_argument("--kafka", action="store_true", help="publish the events to the events topic")
+    simulate.add_argument("--truth", type=Path, metavar="FILE", help="ground truth JSON (default: next to --out)")
+    simulate.add_argument("--customers", type=int, default=3_000, help="customers to simulate (default 3000)")
+    simulate.add_argument("--days", type=int, default=30, help="days of event time (default 30)")
+    simulate.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
+    simulate.add_argument("--rate", type=float, metavar="EVENTS_PER_S", help="publish at most this many lines a second")
+    simulate.add_argument("--clean", action="store_true", help="no late, resent or malformed lines")
     command("collect", _collect, "run the HTTP collector in the foreground",
             "Accept events over HTTP: POST /v1/events (one event, a JSON array or NDJSON; at most 1,000 events "
             "or 1 MiB). Answers 202 once the events are in Kafka, 400 with the problems of invalid events (the "
@@ -120,9 +135,12 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for each stage to be ready")
     command("down", _down, "stop everything `pulse up` started")
     command("status", _status, "say which parts of the local stack are running")
-    command("demo", _demo, "run the pipeline on the shipped sample and print a summary",
-            "Start a fresh stack in <data dir>/demo, publish the sample events, wait until the worker and the "
-            "sink have caught up, count the rows in ClickHouse, print a summary and stop everything.")  # fmt: skip
+    demo = command("demo", _demo, "run the pipeline on simulated traffic and print a summary",
+                   "Start a fresh stack in <data dir>/demo, publish a simulation, wait until the worker and the sink "
+                   "have caught up, compare events, dead letters and sessions in ClickHouse with the simulation's "
+                   "ground truth, print a summary and stop everything. Exits 1 on a mismatch.")  # fmt: skip
+    demo.add_argument("--customers", type=int, default=3_000, help="simulated customers (default 3000)")
+    demo.add_argument("--days", type=int, default=14, help="days of event time (default 14)")
     return parser
 
 
@@ -216,6 +234,41 @@ def _produce(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if delivery.ok else 1
 
 
+def _simulate(args: argparse.Namespace, settings: Settings) -> int:
+    import gzip
+
+    from deploy.progress import Progress
+    from producers import EventProducer, publish_lines
+    from producers.pacing import paced
+    from producers.simulator import Imperfections, SimulationConfig, simulate
+
+    imperfections = Imperfections.none() if args.clean else Imperfections()
+    config = SimulationConfig(customers=args.customers, days=args.days, seed=args.seed, imperfections=imperfections)
+    simulation = simulate(config)
+    total = simulation.truth.totals["lines"]
+    lines = simulation.lines() if args.rate is None else paced(simulation.lines(), args.rate)
+    progress = Progress("simulating", total=total, unit=" lines")
+    if args.kafka:
+        with EventProducer.from_settings(settings) as producer:
+            report = publish_lines(lines, "simulation", producer, progress.update)
+        print(f"{report.valid} events published ({report.delivery.events_delivered} confirmed), "
+              f"{report.invalid} malformed sent to the dead-letter topic")  # fmt: skip
+    else:
+        opener = gzip.open if args.out.suffix == ".gz" else open
+        with opener(args.out, "wb") as out:
+            for count, line in enumerate(lines, start=1):
+                out.write(line + b"\n")
+                if count % 10_000 == 0:
+                    progress.update(count)
+        print(f"{total} lines written to {args.out}")
+    progress.close(total)
+    truth_path = args.truth or (args.out.with_name(args.out.name.split(".")[0] + ".truth.json") if args.out else None)
+    if truth_path:
+        truth_path.write_bytes(orjson.dumps(simulation.truth.to_dict()))
+        print(f"ground truth in {truth_path}")
+    return 0
+
+
 def _collect(_args: argparse.Namespace, settings: Settings) -> int:
     from producers.collector import run_collector
 
@@ -262,12 +315,13 @@ def _status(_args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _demo(_args: argparse.Namespace, settings: Settings) -> int:
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from deploy.demo import run_demo
+    from producers.simulator import SimulationConfig
 
-    summary = run_demo(settings)
+    summary = run_demo(settings, SimulationConfig(customers=args.customers, days=args.days))
     print("\n".join(["", "Customer Pulse demo", *summary.lines()]))
-    return 0
+    return 0 if summary.ok else 1
 
 
 if __name__ == "__main__":

@@ -1,4 +1,8 @@
-"""``pulse demo``: the whole pipeline on the shipped sample, from a clean slate, then stopped."""
+"""``pulse demo``: the whole pipeline on simulated traffic, from a clean slate, then stopped.
+
+The simulator's ground truth says what the pipeline must end with, so the summary puts
+each figure next to the figure it must equal.
+"""
 
 from __future__ import annotations
 
@@ -11,54 +15,66 @@ from deploy.consumer_lag import wait_caught_up
 from deploy.progress import Progress
 from deploy.reader import run_query
 from deploy.stack import Log, down, up
-from producers import EventProducer, FileReport, publish_jsonl
+from producers import EventProducer, FileReport, publish_lines
+from producers.simulator import SimulationConfig, simulate
 from pulse.settings import Settings
 from pulse.topics import Topics
 
-SAMPLE = Path(__file__).parent / "samples" / "events.jsonl"
-CATCH_UP_TIMEOUT_S = 180.0
+CATCH_UP_TIMEOUT_S = 300.0
+LIVE_SESSIONS = "SELECT count() FROM sessions FINAL WHERE NOT deleted"
 
 
 @dataclass(frozen=True)
 class DemoSummary:
-    file: FileReport
-    event_rows: int
-    dead_letter_rows: int
+    published: FileReport
+    expected: dict[str, int]
+    found: dict[str, int]
     seconds: float
 
     def lines(self) -> list[str]:
-        duplicates = self.file.valid - self.event_rows
-        return [
-            f"events read from {SAMPLE.name}: {self.file.lines - self.file.blank}",
-            f"  valid, published to Kafka:  {self.file.valid}",
-            f"  invalid, dead-lettered:     {self.file.invalid}",
-            f"rows in ClickHouse events:       {self.event_rows} ({duplicates} resent duplicates dropped)",
-            f"rows in ClickHouse dead_letters: {self.dead_letter_rows}",
-            f"seconds, start to stop:          {self.seconds:.1f}",
-        ]
+        rows = [f"lines simulated:                  {self.published.lines}"]
+        for name, found in self.found.items():
+            verdict = "ok" if found == self.expected[name] else "MISMATCH"
+            rows.append(f"{name + ' in ClickHouse:':33} {found:>8}  (ground truth {self.expected[name]}, {verdict})")
+        rows.append(f"seconds, start to stop:           {self.seconds:.1f}")
+        return rows
+
+    @property
+    def ok(self) -> bool:
+        return self.found == self.expected
 
 
-def run_demo(settings: Settings, sample: Path = SAMPLE, log: Log = print) -> DemoSummary:
-    """Start the stack in ``<data dir>/demo`` (wiped first), publish the sample, wait, count, stop."""
+def run_demo(settings: Settings, config: SimulationConfig, log: Log = print) -> DemoSummary:
+    """Start the stack in ``<data dir>/demo`` (wiped first), publish a simulation, wait, count, stop."""
     started = time.monotonic()
     demo_dir = settings.data_dir / "demo"
     shutil.rmtree(demo_dir, ignore_errors=True)
     settings = replace(settings, data_dir=demo_dir, clickhouse_dsn=_demo_dsn(settings, demo_dir))
     topics = Topics.with_prefix(settings.topic_prefix)
+    simulation = simulate(config)
+    totals = simulation.truth.totals
+    expected = {
+        "events": totals["events"],
+        "dead letters": sum(totals["malformed_lines"].values()),
+        "sessions": totals["sessions"],
+    }
     try:
         up(settings, log)
-        progress = Progress(f"publishing {sample.name}", total=sample.stat().st_size, unit="B")
+        progress = Progress(f"publishing {config.customers} simulated customers", total=totals["lines"], unit=" lines")
         with EventProducer.from_settings(settings) as producer:
-            report = publish_jsonl(sample, producer, lambda done, _lines: progress.update(done))
-        progress.close(sample.stat().st_size)
+            published = publish_lines(simulation.lines(), "simulation", producer, progress.update)
+        progress.close(totals["lines"])
         log("waiting for the worker and the sink to catch up ...")
         wait_caught_up(settings.bootstrap, settings.worker_group, [topics.events], CATCH_UP_TIMEOUT_S)
         wait_caught_up(settings.bootstrap, settings.sink_group, topics.sink_inputs(), CATCH_UP_TIMEOUT_S)
-        event_rows = run_query(settings, "SELECT count() FROM events FINAL").scalar()
-        dead_rows = run_query(settings, "SELECT count() FROM dead_letters FINAL").scalar()
+        found = {
+            "events": run_query(settings, "SELECT count() FROM events FINAL").scalar(),
+            "dead letters": run_query(settings, "SELECT count() FROM dead_letters FINAL").scalar(),
+            "sessions": run_query(settings, LIVE_SESSIONS).scalar(),
+        }
     finally:
         down(settings, log)
-    return DemoSummary(report, event_rows, dead_rows, time.monotonic() - started)
+    return DemoSummary(published, expected, found, time.monotonic() - started)
 
 
 def _demo_dsn(settings: Settings, demo_dir: Path) -> str:

@@ -1,4 +1,4 @@
-"""Publishing a JSONL file of events (one per line), as ``pulse produce FILE`` does.
+"""Publishing JSON lines of events: a JSONL file (``pulse produce FILE``) or generated traffic.
 
 Large history imports must survive interruption: the file may be gzip-compressed, the
 publisher can start at any line, and every ``checkpoint_every`` lines it waits until Kafka
@@ -8,7 +8,7 @@ confirmed everything so far and reports that line as a safe place to resume from
 from __future__ import annotations
 
 import gzip
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,35 +60,60 @@ def publish_jsonl(
     checkpoint_every: int = 100_000,
     on_checkpoint: Callable[[int], None] | None = None,
 ) -> FileReport:
-    """Validate and publish every line from ``start_line`` on; invalid lines go to the dead-letter topic.
+    """Validate and publish every line of a file from ``start_line`` on (see :func:`publish_lines`).
 
-    ``on_progress(raw bytes read, line number)`` is called every 10,000 lines and at the end;
+    ``on_progress(raw bytes read, line number)`` is called every 10,000 lines and at the end.
+    """
+    with open_lines(path) as (lines, raw):
+        return publish_lines(
+            lines,
+            path.name,
+            producer,
+            (lambda line: on_progress(raw.tell(), line)) if on_progress else None,
+            start_line=start_line,
+            checkpoint_every=checkpoint_every,
+            on_checkpoint=on_checkpoint,
+        )
+
+
+def publish_lines(
+    lines: Iterable[bytes],
+    name: str,
+    producer: EventProducer,
+    on_progress: Callable[[int], None] | None = None,
+    *,
+    start_line: int = 1,
+    checkpoint_every: int = 100_000,
+    on_checkpoint: Callable[[int], None] | None = None,
+) -> FileReport:
+    """Validate and publish JSON lines; invalid ones go to the dead-letter topic as ``name:N``.
+
+    ``on_progress(line number)`` is called every 10,000 lines and at the end;
     ``on_checkpoint(line)`` whenever all lines up to ``line`` are confirmed by Kafka. The
     report's ``delivery`` is final: the producer is flushed before returning, also when
     interrupted (the report is then attached to the ``KeyboardInterrupt`` as ``.report``).
     """
     report = FileReport(confirmed_line=start_line - 1)
-    with open_lines(path) as (lines, raw):
-        try:
-            for number, line in enumerate(lines, start=1):
-                report.lines = number
-                if number < start_line:
-                    report.skipped += 1
-                    continue
-                _publish_line(line.rstrip(b"\r\n"), f"{path.name}:{number}", producer, report)
-                if number % 10_000 == 0:
-                    producer.poll()
-                    if on_progress:
-                        on_progress(raw.tell(), number)
-                if number % checkpoint_every == 0:
-                    _checkpoint(producer, report, on_checkpoint)
-        except KeyboardInterrupt as interrupt:
-            _checkpoint(producer, report, on_checkpoint)
-            interrupt.report = report  # type: ignore[attr-defined]
-            raise
+    try:
+        for number, line in enumerate(lines, start=1):
+            report.lines = number
+            if number < start_line:
+                report.skipped += 1
+                continue
+            _publish_line(line.rstrip(b"\r\n"), f"{name}:{number}", producer, report)
+            if number % 10_000 == 0:
+                producer.poll()
+                if on_progress:
+                    on_progress(number)
+            if number % checkpoint_every == 0:
+                _checkpoint(producer, report, on_checkpoint)
+    except KeyboardInterrupt as interrupt:
         _checkpoint(producer, report, on_checkpoint)
-        if on_progress:
-            on_progress(raw.tell(), report.lines)
+        interrupt.report = report  # type: ignore[attr-defined]
+        raise
+    _checkpoint(producer, report, on_checkpoint)
+    if on_progress:
+        on_progress(report.lines)
     return report
 
 

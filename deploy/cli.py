@@ -119,6 +119,16 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
     simulate.add_argument("--rate", type=float, metavar="EVENTS_PER_S", help="publish at most this many lines a second")
     simulate.add_argument("--clean", action="store_true", help="no late, resent or malformed lines")
+    bench = command("bench", _bench, "measure the pipeline next to its ceilings and write a report",
+                    "Start a broker of its own and measure, on simulated events: EventProducer throughput, the "
+                    "worker (validation alone, then all jobs) and the sink, event-to-queryable latency at half the "
+                    "sustained rate, and worker memory per active user; next to the raw confluent-kafka producer, "
+                    "raw aiokafka consumer and bare clickhouse-connect insert measured in the same run. Writes "
+                    "bench.json and bench.md to --out.")  # fmt: skip
+    bench.add_argument("--events", type=int, default=1_000_000, help="events to push through (default 1,000,000)")
+    bench.add_argument("--users", default="100000,1000000", help="active-user levels for memory (default 100000,1000000)")
+    bench.add_argument("--latency-seconds", type=float, default=20.0, help="length of the latency run (default 20)")
+    bench.add_argument("--out", type=Path, default=Path("bench/results"), help="report directory (default bench/results)")
     command("collect", _collect, "run the HTTP collector in the foreground",
             "Accept events over HTTP: POST /v1/events (one event, a JSON array or NDJSON; at most 1,000 events "
             "or 1 MiB). Answers 202 once the events are in Kafka, 400 with the problems of invalid events (the "
@@ -266,6 +276,23 @@ def _simulate(args: argparse.Namespace, settings: Settings) -> int:
     if truth_path:
         truth_path.write_bytes(orjson.dumps(simulation.truth.to_dict()))
         print(f"ground truth in {truth_path}")
+    return 0
+
+
+def _bench(args: argparse.Namespace, settings: Settings) -> int:
+    from deploy.benchmark import BenchConfig, run_benchmark
+    from deploy.benchmark.report import rows
+
+    config = BenchConfig(
+        events=args.events,
+        memory_users=tuple(int(users) for users in args.users.split(",")),
+        latency_seconds=args.latency_seconds,
+        out_dir=args.out,
+    )
+    results = run_benchmark(settings, config, "pulse " + " ".join(sys.argv[1:]))
+    for what, value, ceiling, ratio in rows(results):
+        print(f"{what:60} {value:>32}  {ratio:>7} of {ceiling}")
+    print(f"report: {args.out / 'bench.md'}")
     return 0
 
 

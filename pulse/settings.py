@@ -48,6 +48,7 @@ class DedupTuning:
 class SessionTuning:
     """Session boundaries and how event time may lag (see the sessions job)."""
 
+    enabled: bool = True  # off: the worker only validates and de-duplicates (for measuring the jobs apart)
     timeout_minutes: float = 30.0
     max_length_hours: float = 24.0
     allowed_lateness_minutes: float = 10.0

@@ -70,6 +70,7 @@ class EventProcessor:
         self._rules = SessionRules(int(tuning.timeout_minutes * 60_000), int(tuning.max_length_hours * 3_600_000))
         self._lateness_ms = int(tuning.allowed_lateness_minutes * 60_000)
         self._idle_ms = int(tuning.idle_close_seconds * 1000)
+        self._sessions_on = tuning.enabled
         self._clocks: dict[int, PartitionClock] = {}
         self._schedules: dict[int, CloseSchedule] = {}
         self._open: dict[int, int] = {}  # open sessions per partition
@@ -99,6 +100,9 @@ class EventProcessor:
             state.seen = sorted_out.seen
             out.duplicates += len(sorted_out.duplicates)
             out.events.extend(e.to_dict() for e in sorted_out.new + sorted_out.replayed)
+            if not self._sessions_on:
+                out.writes[key] = state.to_bytes()
+                continue
             on_time = [e for e in sorted_out.new if watermark is None or e.ts >= watermark]
             for late in (e for e in sorted_out.new if watermark is not None and e.ts < watermark):
                 out.dead_letters.append(self._too_late(late, watermark, source))

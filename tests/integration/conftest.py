@@ -8,7 +8,6 @@ own topic prefix, consumer groups, data directory and embedded ClickHouse.
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,21 +15,10 @@ from pathlib import Path
 import pytest
 
 from deploy.kafka_broker import BrokerConfig, LocalKafka
+from deploy.ports import free_ports
 from deploy.stack import down, up
 from deploy.topics import ensure_topics
 from pulse.settings import Settings, load_settings
-
-
-def free_ports(count: int) -> list[int]:
-    """Distinct free ports: all sockets are bound at once so the kernel cannot repeat one."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def jar_cache_dir() -> Path:

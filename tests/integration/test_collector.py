@@ -21,7 +21,8 @@ from deploy.topics import ensure_topics
 from pulse.dead_letter import DeadLetter
 from pulse.settings import Settings, load_settings
 from pulse.topics import Topics
-from tests.integration.conftest import free_ports, jar_cache_dir
+from deploy.ports import free_ports
+from tests.integration.conftest import jar_cache_dir
 from tests.integration.test_cli import read_all
 
 pytestmark = pytest.mark.integration

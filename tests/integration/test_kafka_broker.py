@@ -14,7 +14,8 @@ from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from deploy.kafka_broker import BrokerConfig, LocalKafka
-from tests.integration.conftest import free_ports, jar_cache_dir
+from deploy.ports import free_ports
+from tests.integration.conftest import jar_cache_dir
 
 MESSAGES = 100
 

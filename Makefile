@@ -28,6 +28,10 @@ test: jars
 unit: $(STAMP)
 	$(PY) -m pytest -m "not integration"
 
+bench: jars
+	$(PY) -m pip install --quiet -e '.[test,bench]'
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PULSE) bench
+
 up: jars
 	$(PULSE) up
 

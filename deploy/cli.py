@@ -27,6 +27,7 @@ environment:
   PULSE_PARTITIONS       partitions per topic (default 4); PULSE_REPLICATION_FACTOR (default 1)
   PULSE_APP_ID           Faust app id and consumer-group prefix (default customer-pulse)
   PULSE_WORKER_METRICS_PORT  worker /metrics port (default 9464)
+  PULSE_STATE_STORE      worker table store: memory:// (default) or rocksdb:// (needs rocksdict)
   PULSE_SINK_PORT        sink port for /query, /healthz and /metrics (default 8124)
   PULSE_COLLECTOR_PORT   HTTP collector port (default 8088)
   PULSE_WRITE_KEYS       comma-separated write keys the collector accepts (unset: no auth)

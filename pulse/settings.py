@@ -101,6 +101,7 @@ class Settings:
     collector_port: int
     write_keys: frozenset[str]
     app_id: str
+    state_store: str
     config_file: Path | None = None
     producer: ProducerTuning = field(default_factory=ProducerTuning)
     dedup: DedupTuning = field(default_factory=DedupTuning)
@@ -125,6 +126,7 @@ class Settings:
             "PULSE_COLLECTOR_PORT": str(self.collector_port),
             "PULSE_WRITE_KEYS": ",".join(sorted(self.write_keys)),
             "PULSE_APP_ID": self.app_id,
+            "PULSE_STATE_STORE": self.state_store,
         }
         if self.kafka_bootstrap:
             env["KAFKA_BOOTSTRAP"] = self.kafka_bootstrap
@@ -197,6 +199,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         collector_port=_int(env, "PULSE_COLLECTOR_PORT", 8088),
         write_keys=frozenset(key.strip() for key in env.get("PULSE_WRITE_KEYS", "").split(",") if key.strip()),
         app_id=env.get("PULSE_APP_ID", "customer-pulse"),
+        state_store=env.get("PULSE_STATE_STORE", "memory://"),
         config_file=config_file,
     )
     if settings.partitions < 1:

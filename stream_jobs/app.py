@@ -22,7 +22,7 @@ def create_app(settings: Settings) -> faust.App:
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.bootstrap}",
-        store="memory://",
+        store=settings.state_store,  # rocksdb:// (with the rocksdict package) keeps state on disk
         datadir=str(settings.data_dir / "faust"),
         topic_partitions=settings.partitions,
         consumer_auto_offset_reset="earliest",

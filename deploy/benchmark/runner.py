@@ -7,6 +7,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable
+from itertools import islice
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -126,14 +127,16 @@ def _measure(base: Settings, bootstrap: str, root: Path, config: BenchConfig, lo
 
 
 def _lines(count: int) -> list[bytes]:
-    """Simulated traffic without imperfections: the same realistic mix of types and users."""
-    simulation = simulate(SimulationConfig(customers=max(100, count // 18), days=30, imperfections=Imperfections.none()))
-    lines = []
-    for line in simulation.lines():
-        lines.append(line)
-        if len(lines) == count:
-            break
-    return lines
+    """``count`` lines of simulated traffic without imperfections: a realistic mix of types and users.
+
+    A customer averages about 20 lines over 30 days; customers are added until there are enough.
+    """
+    customers = max(100, count // 18)
+    while True:
+        simulation = simulate(SimulationConfig(customers=customers, days=30, imperfections=Imperfections.none()))
+        if simulation.truth.totals["lines"] >= count:
+            return list(islice(simulation.lines(), count))
+        customers = int(customers * 1.25)
 
 
 def _records(events: list[Event], partitions: int) -> list[tuple[int, bytes]]:

@@ -18,8 +18,6 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
-CONTRACT_VERSION = 1
-
 MIN_TS_MS = 946_684_800_000  # 2000-01-01T00:00:00Z: older stamps are almost always seconds, not ms
 MAX_TS_MS = 4_102_444_800_000  # 2100-01-01T00:00:00Z
 MAX_ID_LENGTH = 256
@@ -60,9 +58,6 @@ class Invalid:
     def reason(self) -> str:
         """The code of the first problem, a bounded label for counters and dead letters."""
         return self.problems[0].code
-
-    def describe(self) -> str:
-        return "; ".join(str(p) for p in self.problems)
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,6 +63,3 @@ class CloseSchedule:
         while self._heap and self._heap[0][0] < watermark:
             users[heapq.heappop(self._heap)[1]] = None
         return list(users)
-
-    def __len__(self) -> int:
-        return len(self._heap)

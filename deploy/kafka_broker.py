@@ -27,6 +27,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from deploy.processes import alive, command_line, read_pid, terminate
+from pulse.errors import PulseError
 
 KAFKA_VERSION = "3.9.1"
 KAFKA_JAR = f"kafka_2.13-{KAFKA_VERSION}.jar"
@@ -52,7 +53,7 @@ class BrokerConfig:
     num_partitions: int = 4  # default partitions for auto-created topics
 
 
-class BrokerError(RuntimeError):
+class BrokerError(PulseError, RuntimeError):
     """The broker could not be provisioned, started or stopped; the message says why."""
 
 

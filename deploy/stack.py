@@ -18,6 +18,7 @@ from pathlib import Path
 from deploy.kafka_broker import BrokerConfig, LocalKafka
 from deploy.processes import alive, command_line, read_pid, terminate
 from deploy.topics import ensure_topics
+from pulse.errors import PulseError
 from pulse.settings import Settings
 from sinks.clickhouse import connect
 from sinks.migrations import migrate
@@ -26,7 +27,7 @@ Log = Callable[[str], None]
 STOP_TIMEOUT_S = 30.0
 
 
-class StackError(RuntimeError):
+class StackError(PulseError, RuntimeError):
     """A stage did not start or stop; the message points at its log."""
 
 
@@ -57,7 +58,8 @@ def services(settings: Settings) -> list[Service]:
     """The stages in start order: readers before writers, the collector (the front door) last."""
     return [
         Service("sink", "sink", f"{settings.sink_url}/healthz", '"ok"'),
-        Service("worker", "worker", f"http://127.0.0.1:{settings.worker_metrics_port}/metrics", "pulse_worker_started 1.0"),
+        # ready = joined the group, holds its partitions, state restored: only then is it consuming
+        Service("worker", "worker", f"http://127.0.0.1:{settings.worker_metrics_port}/readyz", '"ready"'),
         Service("collector", "collect", f"http://127.0.0.1:{settings.collector_port}/healthz", '"ok"'),
     ]
 

@@ -1,15 +1,16 @@
-"""Creating the pipeline's topics with the partition count the stream jobs expect."""
+"""Creating the pipeline's topics with the partition count the stream jobs expect, and deleting them."""
 
 from __future__ import annotations
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from pulse.errors import PulseError
 from pulse.settings import Settings
 from pulse.topics import Topics
 
 
-class TopicError(RuntimeError):
+class TopicError(PulseError, RuntimeError):
     """A topic exists with another partition count, or could not be created."""
 
 
@@ -39,3 +40,24 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
             if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
                 raise TopicError(f"cannot create topic {name}: {exc}") from None
     return missing
+
+
+def delete_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
+    """Delete one pipeline's topics: ours under the topic prefix and those Faust made under the app id.
+
+    For throw-away pipelines on a shared broker (``pulse soak`` runs one per cycle), which
+    would otherwise leave a handful of topics behind each time. Returns the names deleted.
+    """
+    if not settings.topic_prefix:
+        raise TopicError("an empty topic prefix would name every topic on the broker; refusing to delete them")
+    admin = AdminClient({"bootstrap.servers": settings.bootstrap})
+    owned = (settings.topic_prefix, f"{settings.app_id}-")
+    names = [name for name in admin.list_topics(timeout=timeout).topics if name.startswith(owned)]
+    if not names:
+        return []
+    for name, future in admin.delete_topics(names, operation_timeout=timeout).items():
+        try:
+            future.result(timeout)
+        except KafkaException as exc:
+            raise TopicError(f"cannot delete topic {name}: {exc}") from None
+    return names

@@ -13,11 +13,16 @@ and ``max_body_bytes``. It answers only once the outcome is durable:
 
 Each event is stamped with ``server_received_at``; events further in the future than the
 allowed skew are refused (``future_timestamp``). ``GET /healthz`` and ``GET /metrics`` too.
+
+A refused event's dead letter is named after the request body and the event's index in it
+(:func:`letter_id`), so the retry of a batch after a 503 resends letters the
+``dead_letters`` table folds into one instead of adding a copy per attempt.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import threading
 from typing import Any
 
@@ -82,7 +87,7 @@ class Collector:
             return _json(400, {"error": "no events in the body"})
         if len(items) > self._tuning.max_events:
             return _too_large(f"{len(items)} events; at most {self._tuning.max_events} per request")
-        events, letters, errors = self._check(items)
+        events, letters, errors = self._check(body, items)
         try:
             error = await self._publish(events, letters)
         except BackpressureError as exc:
@@ -100,15 +105,19 @@ class Collector:
         scheme, _, key = request.headers.get("Authorization", "").partition(" ")
         return scheme.lower() == "bearer" and key.strip() in self._settings.write_keys
 
-    def _check(self, items: list[tuple[bytes, Any]]) -> tuple[list[Event], list[DeadLetter], list[dict[str, Any]]]:
+    def _check(
+        self, body: bytes, items: list[tuple[bytes, Any]]
+    ) -> tuple[list[Event], list[DeadLetter], list[dict[str, Any]]]:
         """Stamp, validate and split the batch; problems are reported by event index."""
         received_at = now_ms()
+        body_id = body_digest(body)
         events: list[Event] = []
         letters: list[DeadLetter] = []
         errors: list[dict[str, Any]] = []
         for index, (raw, item) in enumerate(items):
+            named = letter_id(body_id, index)
             if isinstance(item, Undecodable):
-                letter = DeadLetter.failed(raw, "bad_json", f"not JSON: {item.error}", SOURCE)
+                letter = DeadLetter.failed(raw, "bad_json", f"not JSON: {item.error}", SOURCE, named)
             else:
                 if isinstance(item, dict):
                     item["server_received_at"] = received_at
@@ -116,7 +125,7 @@ class Collector:
                 if not isinstance(checked, Invalid):
                     events.append(checked)
                     continue
-                letter = DeadLetter.refused(raw, checked, SOURCE)
+                letter = DeadLetter.refused(raw, checked, SOURCE, named)
             letters.append(letter)
             errors.append({"index": index, "reason": letter.reason, "problems": list(letter.errors)})
         return events, letters, errors
@@ -149,6 +158,16 @@ class Collector:
     def _poll(self) -> None:
         while self._polling.is_set():
             self._producer.poll(0.1)
+
+
+def body_digest(body: bytes) -> str:
+    """16 hex digits naming a request body: a retry resends the same bytes, so it gets the same name."""
+    return hashlib.blake2b(body, digest_size=8).hexdigest()
+
+
+def letter_id(body_id: str, index: int) -> str:
+    """The dead-letter id of the event at ``index`` of the body named ``body_id`` (see :func:`body_digest`)."""
+    return f"{SOURCE}:{body_id}#{index}"
 
 
 def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> web.Response:

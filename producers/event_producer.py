@@ -25,6 +25,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from pulse.contract import Event, Invalid, validate
 from pulse.dead_letter import DeadLetter
+from pulse.errors import PulseError
 from pulse.partitioning import partition_for
 from pulse.settings import ProducerTuning, Settings, ValidationTuning
 from pulse.topics import Topics
@@ -32,11 +33,11 @@ from pulse.topics import Topics
 MAX_ERRORS_KEPT = 20
 
 
-class BackpressureError(RuntimeError):
+class BackpressureError(PulseError, RuntimeError):
     """Kafka did not take records fast enough: the producer's bounded queue stayed full."""
 
 
-class MissingTopicError(RuntimeError):
+class MissingTopicError(PulseError, RuntimeError):
     """The events topic does not exist (the project creates topics in ``pulse up``)."""
 
 
@@ -123,9 +124,11 @@ class EventProducer:
                 **(config or {}),
             }
         )
-        self._partitions = self._partition_count(topics.events)
+        partitions = self._partition_count(topics.events)
+        # not a closure over self: that cycle would keep the client and its connections alive
+        # after the last reference, until the garbage collector happens to run
         self._partition_of: Callable[[str], int] = lru_cache(maxsize=100_000)(
-            lambda user_id: partition_for(user_id, self._partitions)
+            lambda user_id: partition_for(user_id, partitions)
         )
         self._batches: dict[int, _PartitionBatch] = {}
         self.report = DeliveryReport()

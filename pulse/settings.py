@@ -17,10 +17,12 @@ from typing import Any, TypeVar
 
 import yaml
 
+from pulse.errors import PulseError
+
 T = TypeVar("T")
 
 
-class SettingsError(ValueError):
+class SettingsError(PulseError, ValueError):
     """A setting has a value the pipeline cannot use; the message names it."""
 
 
@@ -54,6 +56,16 @@ class SessionTuning:
     allowed_lateness_minutes: float = 10.0
     idle_close_seconds: float = 30.0  # wall-clock silence after which a partition's event time follows the clock
     tick_interval_seconds: float = 5.0
+    # how long a user's first-touch source and first session are remembered after their last session
+    # closes; a user back after longer counts as new (is_first) again, and until then the user's state stays
+    user_retention_days: float = 90.0
+
+
+@dataclass(frozen=True)
+class WorkerTuning:
+    """When the worker calls itself stalled (``/healthz`` answers 503)."""
+
+    stall_seconds: float = 60.0  # holding partitions with lag, yet nothing processed or committed for this long
 
 
 @dataclass(frozen=True)
@@ -64,6 +76,7 @@ class SinkTuning:
     batch_seconds: float = 1.0
     retry_initial_s: float = 0.5
     retry_max_s: float = 30.0
+    stall_seconds: float = 60.0  # holding partitions with lag, yet nothing consumed or inserted for this long
 
 
 @dataclass(frozen=True)
@@ -106,6 +119,7 @@ class Settings:
     producer: ProducerTuning = field(default_factory=ProducerTuning)
     dedup: DedupTuning = field(default_factory=DedupTuning)
     sessions: SessionTuning = field(default_factory=SessionTuning)
+    worker: WorkerTuning = field(default_factory=WorkerTuning)
     sink: SinkTuning = field(default_factory=SinkTuning)
     validation: ValidationTuning = field(default_factory=ValidationTuning)
     collector: CollectorTuning = field(default_factory=CollectorTuning)
@@ -221,6 +235,7 @@ _SECTIONS = {
     "producer": ProducerTuning,
     "dedup": DedupTuning,
     "sessions": SessionTuning,
+    "worker": WorkerTuning,
     "sink": SinkTuning,
     "validation": ValidationTuning,
     "collector": CollectorTuning,

@@ -6,8 +6,10 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ProgrammingError
 
+from pulse.errors import PulseError
 
-class EngineBusyError(RuntimeError):
+
+class EngineBusyError(PulseError, RuntimeError):
     """Another process holds the embedded engine's directory (one process per directory)."""
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from clickhouse_connect.driver.client import Client
 
+from pulse.errors import PulseError
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _NAME = re.compile(r"(\d{4})_([a-z0-9_]+)\.sql")
 
@@ -30,7 +32,7 @@ ORDER BY version
 """
 
 
-class MigrationError(RuntimeError):
+class MigrationError(PulseError, RuntimeError):
     """A migration file is malformed, or differs from the one that was applied."""
 
 

@@ -5,7 +5,9 @@ The embedded engine can be opened by one process only, so BI-style readers and
 statement per request.
 
 - ``GET /query?sql=...`` or ``POST /query`` (body = SQL): ``{"columns": [...], "rows": [[...]]}``
-- ``GET /healthz``: ``{"status": "ok"}``
+- ``GET /healthz``: 200 ``{"status": "ok", ...}``, or 503 ``{"status": "stalled", ...}`` when the
+  sink holds lag and made no progress for ``sink.stall_seconds`` (see :mod:`sinks.liveness`),
+  with ``seconds_since_progress`` and ``lag`` either way
 - ``GET /metrics``: the sink's Prometheus metrics
 """
 
@@ -13,12 +15,15 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
 from clickhouse_connect.driver.client import Client
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from sinks.liveness import Health
 
 log = logging.getLogger(__name__)
 
@@ -28,12 +33,18 @@ MAX_SQL_BYTES = 64 * 1024
 class QueryServer:
     """A small threaded HTTP server over one clickhouse-connect client, serialised by a lock."""
 
-    def __init__(self, client: Client, port: int, host: str = "127.0.0.1") -> None:
+    def __init__(self, client: Client, port: int, health: Callable[[], Health], host: str = "127.0.0.1") -> None:
         self._client = client
+        self._health = health
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer((host, port), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="query-server", daemon=True)
+
+    @property
+    def port(self) -> int:
+        """The port it listens on (the one asked for, or the one the system chose for 0)."""
+        return self._server.server_address[1]
 
     def start(self) -> None:
         self._thread.start()
@@ -57,6 +68,11 @@ class QueryServer:
             return 400, orjson.dumps({"error": str(exc)})
         return 200, orjson.dumps(body, default=_jsonable)
 
+    def healthz(self) -> tuple[int, bytes]:
+        """200 while the sink keeps up or idles without lag, 503 once it is stalled."""
+        health = self._health()
+        return (503 if health.stalled else 200), orjson.dumps(health.body())
+
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         server = self
 
@@ -64,7 +80,7 @@ class QueryServer:
             def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
                 url = urlsplit(self.path)
                 if url.path == "/healthz":
-                    self._reply(200, b'{"status":"ok"}')
+                    self._reply(*server.healthz())
                 elif url.path == "/metrics":
                     self._reply(200, generate_latest(), CONTENT_TYPE_LATEST)
                 elif url.path == "/query":

@@ -5,9 +5,12 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 
 from pulse.settings import Settings
+from sinks import metrics
 from sinks.clickhouse import connect
+from sinks.liveness import Liveness
 from sinks.migrations import migrate
 from sinks.query_server import QueryServer
 from sinks.sink import ClickHouseSink
@@ -17,18 +20,23 @@ log = logging.getLogger(__name__)
 
 
 def run_sink(settings: Settings) -> None:
-    """Apply pending migrations, serve queries and metrics, and consume until SIGTERM/SIGINT."""
+    """Apply pending migrations, serve queries, health and metrics, and consume until SIGTERM/SIGINT."""
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     writer_client = connect(settings.clickhouse_dsn)
     for migration in migrate(writer_client):
         log.info("applied migration %04d_%s", migration.version, migration.name)
-    server = QueryServer(connect(settings.clickhouse_dsn), settings.sink_port)
+    liveness = Liveness(settings.sink.stall_seconds, time.monotonic())
+    metrics.SECONDS_SINCE_PROGRESS.set_function(lambda: liveness.seconds_since_progress(time.monotonic()))
+    server = QueryServer(
+        connect(settings.clickhouse_dsn), settings.sink_port, health=lambda: liveness.health(time.monotonic())
+    )
     server.start()
     log.info("sink started: %s -> %s; queries and /metrics on %s", settings.bootstrap, settings.clickhouse_dsn, settings.sink_url)
+    writer = BatchWriter(writer_client, settings.sink, stop, on_insert=lambda: liveness.progressed(time.monotonic()))
     try:
-        ClickHouseSink(settings, BatchWriter(writer_client, settings.sink, stop), stop).run()
+        ClickHouseSink(settings, writer, liveness, stop).run()
     finally:
         server.stop()
         log.info("sink stopped")

@@ -1,42 +1,54 @@
 """The ClickHouse sink stage: output topics -> batched, idempotent inserts -> committed offsets.
 
-Valid events go to ``events``, session rows to ``sessions``, dead letters to ``dead_letters``.
+The sink knows no table by name: each output of :data:`pulse.outputs.OUTPUTS` goes to its
+spec's table, dead letters to ``dead_letters``. A row ClickHouse refuses for good becomes a
+``sink_rejected`` dead letter and the batch moves on (see :mod:`sinks.writer`).
 
 Order of operations per batch: insert every table's rows (retrying until durable), then
-commit the Kafka offsets synchronously. A sink killed between the two re-reads the batch
-on restart and re-inserts it with the same deduplication tokens when the batch boundaries
+commit the Kafka offsets synchronously. A sink killed between the two re-reads the batch on
+restart and re-inserts it with the same deduplication tokens when the batch boundaries
 match, and in any case into ``ReplacingMergeTree`` tables keyed so a replay adds nothing.
+
+It also feeds :class:`sinks.liveness.Liveness`: a record consumed or rows inserted is
+progress, and after each poll it counts the records of its partitions not yet durable.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from pulse.dead_letter import DeadLetter
 from pulse.lag import observe_lag
+from pulse.outputs import OUTPUTS
 from pulse.settings import Settings
 from pulse.topics import Topics
 from sinks import metrics
 from sinks.batch import Batch
-from sinks.rows import DEAD_LETTERS, EVENTS, SESSIONS, add_dead_letter, add_sessions, add_valid_events
+from sinks.liveness import Liveness
+from sinks.rows import Position
 from sinks.writer import BatchWriter
 
 log = logging.getLogger(__name__)
 
 CONSUME_MAX_RECORDS = 500
 CONSUME_TIMEOUT_S = 0.2
+UNREADABLE = "sink_unreadable"  # the dead-letter reason of an output record that does not decode
 
 
 class ClickHouseSink:
-    """Consumes the valid-events and dead-letter topics and writes ClickHouse."""
+    """Consumes every output topic and the dead letters, and writes ClickHouse."""
 
-    def __init__(self, settings: Settings, writer: BatchWriter, stop: threading.Event) -> None:
+    def __init__(self, settings: Settings, writer: BatchWriter, liveness: Liveness, stop: threading.Event) -> None:
         self._settings = settings
-        self._topics = Topics.with_prefix(settings.topic_prefix)
+        topics = Topics.with_prefix(settings.topic_prefix)
+        self._inputs = topics.sink_inputs()
+        self._outputs = {topics.output(spec): spec for spec in OUTPUTS}
         self._writer = writer
+        self._liveness = liveness
         self._stop = stop
         self._batch = Batch()
         self._consumer = Consumer(
@@ -54,16 +66,20 @@ class ClickHouseSink:
 
     def run(self) -> None:
         """Consume until ``stop`` is set, then flush what is buffered and leave the group."""
-        self._consumer.subscribe(list(self._topics.sink_inputs()), on_revoke=self._on_revoke)
+        self._consumer.subscribe(list(self._inputs), on_revoke=self._on_revoke)
         tuning = self._settings.sink
         try:
             while not self._stop.is_set():
-                for message in self._consumer.consume(CONSUME_MAX_RECORDS, CONSUME_TIMEOUT_S):
+                messages = self._consumer.consume(CONSUME_MAX_RECORDS, CONSUME_TIMEOUT_S)
+                if messages:
+                    self._liveness.progressed(time.monotonic())
+                for message in messages:
                     self._add(message)
                     if self._batch.rows >= tuning.batch_rows:
                         self._flush()
                 if self._batch.is_due(tuning.batch_rows, tuning.batch_seconds):
                     self._flush()
+                self._record_lag()
             self._flush()
         finally:
             self._consumer.close()
@@ -75,31 +91,26 @@ class ClickHouseSink:
                 raise KafkaException(error)
             log.warning("consumer error: %s", error)
             return
-        topic, partition, offset = message.topic(), message.partition(), message.offset()
-        self._batch.track(topic, partition, offset)
-        letters = self._batch.tables[DEAD_LETTERS]
-        position = f"{topic}/{partition}@{offset}"
-        if topic == self._topics.dead_letters:
-            letter = DeadLetter.from_record(message.value(), message.headers(), position)
-            add_dead_letter(topic, partition, offset, letter, letters)
+        position = Position(message.topic(), message.partition(), message.offset())
+        self._batch.track(position)
+        value = message.value() or b""
+        spec = self._outputs.get(position.topic)
+        if spec is None:  # the dead-letter topic
+            self._batch.add_letter(DeadLetter.from_record(value, message.headers(), str(position)), position)
             return
         try:
-            if topic == self._topics.sessions:
-                add_sessions(message.value() or b"", self._batch.tables[SESSIONS])
-            else:
-                self._batch.event_times.extend(add_valid_events(message.value() or b"", self._batch.tables[EVENTS]))
+            self._batch.add_output(spec, value, position)
         except (ValueError, KeyError, TypeError) as exc:
             metrics.UNREADABLE_RECORDS.inc()
-            letter = DeadLetter.failed(message.value() or b"", "sink_unreadable", repr(exc), position, position)
-            add_dead_letter(topic, partition, offset, letter, letters)
+            where = str(position)
+            self._batch.add_letter(DeadLetter.failed(value, UNREADABLE, repr(exc), where, where), position)
 
     def _flush(self) -> None:
-        batch, self._batch = self._batch, Batch()
-        if not batch.ranges:
+        if not self._batch.ranges:
             return
-        for table, columns in batch.tables.items():
-            if len(columns):
-                self._writer.write(table, columns, batch.dedup_token(table))
+        self._record_lag()  # the batch's records count as lag until they are durable
+        batch, self._batch = self._batch, Batch()
+        self._writer.write_batch(batch)
         observe_lag("sink", batch.event_times)
         offsets = [TopicPartition(t, p, o) for (t, p), o in batch.commit_offsets().items()]
         try:
@@ -108,6 +119,27 @@ class ClickHouseSink:
             # e.g. the group rebalanced: the rows are in ClickHouse, the records will be
             # re-read by whoever owns the partitions now, and the replay adds no row.
             log.warning("offset commit failed after insert (%s); records will be re-read", exc)
+        self._liveness.progressed(time.monotonic())
+
+    def _record_lag(self) -> None:
+        """Tell the liveness rule how many records of the assigned partitions are not yet durable.
+
+        Per partition: the high watermark (as of the last fetch, no broker round trip) minus
+        the first offset the batch holds, or minus the consumer's position when it holds none.
+        A partition the consumer has no position or watermark for yet counts as no lag: nothing
+        says otherwise without asking the broker.
+        """
+        held = self._batch.first_offsets()
+        lag = 0
+        for tp in self._consumer.position(self._consumer.assignment()):
+            try:
+                _, high = self._consumer.get_watermark_offsets(tp, cached=True)
+            except KafkaException:  # not fetched from yet
+                continue
+            start = held.get((tp.topic, tp.partition), tp.offset)
+            if start >= 0 and high >= 0:
+                lag += max(high - start, 0)
+        self._liveness.record_lag(lag, time.monotonic())
 
     def _on_revoke(self, _consumer: Consumer, _partitions: list[TopicPartition]) -> None:
         """Write and commit what we hold before the partitions move to another sink."""

@@ -1,4 +1,4 @@
-"""The Faust application: topics, the state table and the agent, built from :class:`Settings`.
+"""The Faust application: topics, the state table, the agent and its timers, built from :class:`Settings`.
 
 The agent runs with ``concurrency=1``: with more, a commit can skip an in-flight message
 (faust-streaming issue 606). Scale by partitions and worker processes instead.
@@ -13,12 +13,16 @@ import faust
 
 from pulse.settings import Settings
 from pulse.topics import Topics
-from stream_jobs import metrics
+from stream_jobs import faust_fixes, metrics
 from stream_jobs.events_agent import EventsAgent
+from stream_jobs.health import WorkerHealth
+
+HEALTH_INTERVAL_S = 1.0
 
 
-def create_app(settings: Settings) -> faust.App:
-    """A Faust app wired to the settings' broker, topics and data directory."""
+def create_app(settings: Settings, health: WorkerHealth) -> faust.App:
+    """A Faust app wired to the settings' broker, topics and data directory, reporting to ``health``."""
+    faust_fixes.apply()
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.bootstrap}",
@@ -35,7 +39,7 @@ def create_app(settings: Settings) -> faust.App:
         web_enabled=False,
     )
     topics = Topics.with_prefix(settings.topic_prefix)
-    events = EventsAgent(app, settings, topics)
+    events = EventsAgent(app, settings, topics, health)
 
     @app.agent(events.source, name="events", concurrency=1)
     async def process_events(stream: faust.StreamT) -> None:
@@ -50,12 +54,24 @@ def create_app(settings: Settings) -> faust.App:
             if tp.topic == topics.events:
                 await events.send_tick(tp.partition, wall_ms)
 
-    @app.on_partitions_assigned.connect
-    async def forget_partitions(_sender: Any, *_args: Any, **_kwargs: Any) -> None:
-        events.processor.forget()
+    @app.on_partitions_revoked.connect
+    async def release_partitions(_sender: Any, revoked: set[Any], **_kwargs: Any) -> None:
+        events.runner.release(tp.partition for tp in revoked if tp.topic == topics.events)
 
-    @app.task
-    async def mark_started() -> None:
-        metrics.WORKER_STARTED.set(1)
+    @app.timer(HEALTH_INTERVAL_S)
+    async def index_timers() -> None:
+        """Rebuild the timers of partitions handed to us, between records."""
+        await events.index_partitions()
+
+    @app.timer(HEALTH_INTERVAL_S)
+    async def observe_health() -> None:
+        """Publish readiness, commits and end offsets for the status thread."""
+        consumer = app.consumer
+        held = [tp for tp in consumer.assignment() if tp.topic == topics.events]
+        ready = app.tables.recovery.completed.is_set() and not app.rebalancing
+        committed = {tp.partition: consumer._committed_offset.get(tp) for tp in held}  # faust keeps no public view
+        highwaters = {tp.partition: end for tp in held if (end := consumer.highwater(tp)) is not None}
+        health.observe(time.monotonic(), ready, committed, highwaters)
+        metrics.WORKER_READY.set(1 if ready else 0)
 
     return app

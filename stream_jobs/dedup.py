@@ -2,25 +2,29 @@
 
 Per user we keep, for each recent ``event_id``, its 64-bit hash, its event time and the
 offset of the record it first came in, packed as 24 bytes an id, so the state stays small
-and cheap to write to a changelogged table. Ids older than the retention (in event time,
-measured from the newest event of the user) and beyond the per-user cap are forgotten;
-ClickHouse's ``ReplacingMergeTree`` still folds a duplicate that arrives later than that.
+and cheap to write to a changelogged table.
 
-Why the offset: without Kafka transactions the table's changelog can reach Kafka before
-the job's output does. If the worker dies in between, the record is read again after the
-restart and finds its own ids already "seen". An id first seen *at this very offset* is
-therefore a replay, not a resend, and is emitted again (downstream folds the repeat);
-only an id first seen in another record is a duplicate.
+Ids expire against the *partition's* watermark, not the user's own newest event: an id is
+kept until the watermark is ``retention_ms`` past its event time. By then any copy of it is
+behind the watermark (too late for every job) however quiet the user was, and pruning no
+longer depends on which of the user's events happened to arrive first. A per-user cap
+bounds a user that floods; ClickHouse's ``ReplacingMergeTree`` still folds a duplicate the
+state forgot.
+
+Why the offset: a replayed record (its effects are in the state, its input offset was not
+committed) must republish the events that were new *in that record* and no others; an id
+first seen at that very offset was new there.
 """
 
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from hashlib import blake2b
 
 from pulse.contract import Event
+from stream_jobs.job import Row
 
 
 def id_hash(event_id: str) -> int:
@@ -28,20 +32,14 @@ def id_hash(event_id: str) -> int:
     return int.from_bytes(blake2b(event_id.encode(), digest_size=8).digest(), "little", signed=True)
 
 
-@dataclass(frozen=True)
+@dataclass
 class SeenIds:
-    """The recently seen event ids of one user: id hash -> (event time in ms, first offset)."""
+    """The recently seen event ids of one user: id hash -> (event time in ms, offset it first came in)."""
 
-    ids: dict[int, tuple[int, int]]
-
-    @classmethod
-    def empty(cls) -> SeenIds:
-        return cls({})
+    ids: dict[int, tuple[int, int]] = field(default_factory=dict)
 
     @classmethod
-    def from_bytes(cls, data: bytes | None) -> SeenIds:
-        if not data:
-            return cls.empty()
+    def from_bytes(cls, data: bytes) -> SeenIds:
         packed = array("q")
         packed.frombytes(data)
         return cls({key: (ts, offset) for key, ts, offset in zip(packed[0::3], packed[1::3], packed[2::3], strict=True)})
@@ -52,47 +50,69 @@ class SeenIds:
             packed.extend((key, ts, offset))
         return packed.tobytes()
 
+    def admit(self, key: int, ts: int, offset: int) -> bool:
+        """Remember an id; False if it was seen before (a resend, or a repeat inside one record)."""
+        if key in self.ids:
+            return False
+        self.ids[key] = (ts, offset)
+        return True
+
+    def first_offset(self, key: int) -> int | None:
+        """The offset of the record an id first came in, if it is still remembered."""
+        seen = self.ids.get(key)
+        return None if seen is None else seen[1]
+
+    def expire(self, horizon: int) -> None:
+        """Forget ids older than ``horizon`` (event time)."""
+        if any(ts < horizon for ts, _ in self.ids.values()):
+            self.ids = {key: seen for key, seen in self.ids.items() if seen[0] >= horizon}
+
+    def cap(self, max_ids: int) -> None:
+        """Keep the newest ``max_ids`` ids."""
+        if len(self.ids) > max_ids:
+            self.ids = dict(sorted(self.ids.items(), key=lambda item: item[1][0])[-max_ids:])
+
 
 @dataclass(frozen=True)
-class Sorted:
-    """One user's events of one record, sorted out by :func:`drop_seen`."""
+class DedupSlice:
+    """The seen ids as a slice of the user's state, with the timers and retention of any job.
 
-    seen: SeenIds  # the new state
-    new: list[Event]  # never seen: emit and count
-    replayed: list[Event]  # seen first in this very record: emit again, but the state already counts them
-    duplicates: list[Event]  # resent: drop
-
-
-def drop_seen(seen: SeenIds, events: Iterable[Event], offset: int, retention_ms: int, max_ids: int) -> Sorted:
-    """Sort one user's events of the record at ``offset`` into new, replayed and duplicates.
-
-    Duplicates inside the record itself are caught too: the first occurrence wins.
+    The runner admits events through :meth:`SeenIds.admit` before any job sees them; as a
+    slice it only caps, expires and stores the ids. It publishes nothing.
     """
-    ids = dict(seen.ids)
-    emitted: set[int] = set()
-    new: list[Event] = []
-    replayed: list[Event] = []
-    duplicates: list[Event] = []
-    for event in events:
-        key = id_hash(event.event_id)
-        first = ids.get(key)
-        if key in emitted or (first is not None and first[1] != offset):
-            duplicates.append(event)
-            continue
-        emitted.add(key)
-        if first is None:
-            ids[key] = (event.ts, offset)
-            new.append(event)
-        else:
-            replayed.append(event)
-    return Sorted(SeenIds(_prune(ids, retention_ms, max_ids)), new, replayed, duplicates)
 
+    retention_ms: int
+    max_ids: int
 
-def _prune(ids: dict[int, tuple[int, int]], retention_ms: int, max_ids: int) -> dict[int, tuple[int, int]]:
-    if not ids:
-        return ids
-    horizon = max(ts for ts, _ in ids.values()) - retention_ms
-    kept = {key: seen for key, seen in ids.items() if seen[0] >= horizon}
-    if len(kept) > max_ids:
-        kept = dict(sorted(kept.items(), key=lambda item: item[1][0])[-max_ids:])
-    return kept
+    name = "seen"
+    version = 1
+    outputs = ()
+
+    def empty(self) -> SeenIds:
+        return SeenIds()
+
+    def decode(self, data: bytes, version: int) -> SeenIds:
+        return SeenIds.from_bytes(data)
+
+    def encode(self, state: SeenIds) -> bytes:
+        return state.to_bytes()
+
+    def is_empty(self, state: SeenIds) -> bool:
+        return not state.ids
+
+    def live(self, state: SeenIds) -> int:
+        return len(state.ids)
+
+    def on_events(self, user_id: str, state: SeenIds, events: Sequence[Event]) -> list[Row]:
+        state.cap(self.max_ids)
+        return []
+
+    def deadline(self, state: SeenIds) -> int | None:
+        return min(ts for ts, _ in state.ids.values()) + self.retention_ms if state.ids else None
+
+    def on_watermark(self, user_id: str, state: SeenIds, watermark: int) -> list[Row]:
+        state.expire(watermark - self.retention_ms)
+        return []
+
+    def current_rows(self, user_id: str, state: SeenIds) -> list[Row]:
+        return []

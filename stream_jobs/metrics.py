@@ -21,4 +21,17 @@ SESSION_DURATION = Histogram(
     "Duration of closed sessions (last event minus first).",
     buckets=(0, 10, 30, 60, 180, 600, 1800, 3600, 4 * 3600, 24 * 3600),
 )
-WORKER_STARTED = Gauge("pulse_worker_started", "1 once the Faust app has started its agents.")
+PUBLISH_REJECTED = Counter(
+    "pulse_publish_rejected_total", "Output records Kafka refused for good (dead-lettered as publish_rejected)."
+)
+OUTPUT_DROPPED = Counter(
+    "pulse_output_dropped_total", "Output records refused for good whose dead letter was refused too (logged, then dropped)."
+)
+WORKER_READY = Gauge("pulse_worker_ready", "1 while the worker holds its partitions with their state restored.")
+SECONDS_SINCE_PROGRESS = Gauge(
+    "pulse_worker_seconds_since_progress", "Seconds since the worker last processed a record (as of the last /healthz)."
+)
+TIMER_INDEX_SECONDS = Histogram(
+    "pulse_timer_index_seconds", "Time to rebuild a partition's timers from its state after an assignment.",
+    buckets=(0.01, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60),
+)

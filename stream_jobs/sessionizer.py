@@ -112,16 +112,18 @@ class UserSessions:
     first_start: int | None = None  # start of the user's first session ever
     first_touch: list[str | None] | None = None  # source of that session
     version: int = 0  # bumped for every row published, so the latest row wins downstream
+    last_seen: int | None = None  # event time of the user's latest event, for retention
 
     def to_json(self) -> list[Any]:
-        return [[s.to_json() for s in self.open], self.first_start, self.first_touch, self.version]
+        return [[s.to_json() for s in self.open], self.first_start, self.first_touch, self.version, self.last_seen]
 
     @classmethod
-    def from_json(cls, data: list[Any] | None) -> UserSessions:
-        if not data:
-            return cls()
-        sessions, first_start, first_touch, version = data
-        return cls([Session.from_json(s) for s in sessions], first_start, first_touch, version)
+    def from_json(cls, data: list[Any]) -> UserSessions:
+        """Also reads the four-field layout written before ``last_seen`` existed."""
+        sessions, first_start, first_touch, version, *rest = data
+        open_ = [Session.from_json(s) for s in sessions]
+        last_seen = rest[0] if rest else max((s.end for s in open_), default=first_start)
+        return cls(open_, first_start, first_touch, version, last_seen)
 
 
 def add_events(state: UserSessions, events: Iterable[Event], rules: SessionRules) -> list[str]:
@@ -149,6 +151,8 @@ def add_events(state: UserSessions, events: Iterable[Event], rules: SessionRules
     for session in state.open:
         if state.first_start is None or session.start <= state.first_start:
             state.first_start, state.first_touch = session.start, session.source
+        if state.last_seen is None or session.end > state.last_seen:
+            state.last_seen = session.end
     return retracted
 
 

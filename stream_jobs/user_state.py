@@ -1,34 +1,82 @@
-"""Everything the stream jobs keep about one user, as one table value.
+"""One user's state while a record is handled: the stored envelope, its slices decoded on demand.
 
-One value per user means one table write per user per record (each write costs a
-changelog record), and it keeps the seen ids and the sessions consistent with each other:
-a replayed record finds both or neither of its effects in the state.
-
-Layout: 4-byte length of the packed seen ids, the seen ids, then the sessions as JSON.
+Jobs only pay for the slices they touch: a slice is decoded the first time a job asks for
+it, and re-encoded on write only if it was decoded. Its deadline and live count come from
+its header until then.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from typing import Any
 
-import orjson
+from pulse.contract import Event
+from stream_jobs.envelope import Envelope, RawSlice
+from stream_jobs.job import Job
 
-from stream_jobs.dedup import SeenIds
-from stream_jobs.sessionizer import UserSessions
 
-
-@dataclass
 class UserState:
-    seen: SeenIds = field(default_factory=SeenIds.empty)
-    sessions: UserSessions = field(default_factory=UserSessions)
+    """A user's envelope plus the slices decoded so far, and what this record brought them."""
 
-    def to_bytes(self) -> bytes:
-        seen = self.seen.to_bytes()
-        return len(seen).to_bytes(4, "little") + seen + orjson.dumps(self.sessions.to_json())
+    __slots__ = ("user_id", "key", "envelope", "decoded", "on_time", "replayed", "changed", "live_before")
 
-    @classmethod
-    def from_bytes(cls, data: bytes | None) -> UserState:
-        if not data:
-            return cls()
-        size = int.from_bytes(data[:4], "little")
-        return cls(SeenIds.from_bytes(data[4 : 4 + size]), UserSessions.from_json(orjson.loads(data[4 + size :])))
+    def __init__(self, user_id: str, key: bytes, envelope: Envelope, slices: Sequence[Job[Any]]) -> None:
+        self.user_id = user_id
+        self.key = key
+        self.envelope = envelope
+        self.decoded: dict[str, Any] = {}
+        self.on_time: list[Event] = []  # new events on time, in arrival order
+        self.replayed: set[int] | None = None  # for a replayed record: id hashes republished so far
+        self.changed = False
+        self.live_before: dict[str, int]  # live count per slice as stored
+        if envelope.legacy:  # no headers to trust: decode everything once
+            self.live_before = {slice_.name: slice_.live(self.get(slice_)) for slice_ in slices}
+        else:
+            self.live_before = {name: raw.live or 0 for name, raw in envelope.slices.items()}
+
+    def get(self, slice_: Job[Any]) -> Any:
+        """The decoded slice (empty if the user has none yet)."""
+        state = self.decoded.get(slice_.name)
+        if state is None:
+            raw = self.envelope.slices.get(slice_.name)
+            state = slice_.empty() if raw is None else slice_.decode(raw.data, raw.version)
+            self.decoded[slice_.name] = state
+        return state
+
+    def is_due(self, slice_: Job[Any], watermark: int) -> bool:
+        """Whether the watermark has passed the slice's deadline."""
+        if slice_.name in self.decoded:
+            deadline = slice_.deadline(self.decoded[slice_.name])
+        else:
+            raw = self.envelope.slices.get(slice_.name)
+            deadline = None if raw is None else raw.deadline
+        return deadline is not None and deadline < watermark
+
+    def deadline(self, slices: Sequence[Job[Any]]) -> int | None:
+        """The earliest deadline over every slice."""
+        deadlines = [
+            slice_.deadline(self.decoded[slice_.name]) if slice_.name in self.decoded else raw.deadline
+            for slice_ in slices
+            if slice_.name in self.decoded or (raw := self.envelope.slices.get(slice_.name)) is not None
+        ]
+        return min((d for d in deadlines if d is not None), default=None)
+
+    def encode(self, slices: Sequence[Job[Any]]) -> bytes | None:
+        """The value to store: decoded slices re-encoded, empty ones dropped; None when nothing of ours is left."""
+        for slice_ in slices:
+            state = self.decoded.get(slice_.name)
+            if state is None:
+                continue
+            if slice_.is_empty(state):
+                self.envelope.slices.pop(slice_.name, None)
+            else:
+                data = slice_.encode(state)
+                self.envelope.slices[slice_.name] = RawSlice(slice_.version, slice_.live(state), slice_.deadline(state), data)
+        if not any(slice_.name in self.envelope.slices for slice_ in slices):
+            return None
+        return self.envelope.to_bytes()
+
+    def live_change(self) -> dict[str, int]:
+        """How each slice's live count moved since the state was read (call after :meth:`encode`)."""
+        now = {name: raw.live or 0 for name, raw in self.envelope.slices.items()}
+        return {name: now.get(name, 0) - self.live_before.get(name, 0) for name in now.keys() | self.live_before.keys()}

@@ -17,9 +17,9 @@ from pulse.wire import Undecodable, decode_record
 
 @dataclass
 class CheckedRecord:
-    """The events of one record that passed, grouped by user, and the dead letters."""
+    """The events of one record that passed, in record order, and the dead letters."""
 
-    by_user: dict[str, list[Event]] = field(default_factory=dict)
+    events: list[Event] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     events_in: int = 0
 
@@ -44,5 +44,5 @@ def check_record(value: bytes | None, source: str, not_after_ms: int | None = No
         if isinstance(result, Invalid):
             checked.dead_letters.append(DeadLetter.refused(raw, result, source, letter_id))
         else:
-            checked.by_user.setdefault(result.user_id, []).append(result)
+            checked.events.append(result)
     return checked

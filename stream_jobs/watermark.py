@@ -1,4 +1,4 @@
-"""Event-time progress of a partition, and which users' sessions are due to close.
+"""Event-time progress of a partition: its watermark, and wall-clock ticks for quiet partitions.
 
 The watermark is the highest event time seen on the partition minus the allowed lateness.
 When a partition goes quiet, event time would stop and sessions would never close; so a
@@ -8,7 +8,6 @@ the partition's event time on by the wall-clock time that passed since its last 
 
 from __future__ import annotations
 
-import heapq
 from dataclasses import dataclass
 
 import orjson
@@ -42,24 +41,3 @@ class PartitionClock:
     @classmethod
     def from_bytes(cls, data: bytes | None) -> PartitionClock:
         return cls(*orjson.loads(data)) if data else cls()
-
-
-class CloseSchedule:
-    """A heap of (watermark at which a user's earliest open session closes, user id).
-
-    Entries may be stale (the session grew since); the caller re-checks the user's state
-    and schedules again. Kept in memory and rebuilt from the state after a restart.
-    """
-
-    def __init__(self) -> None:
-        self._heap: list[tuple[int, str]] = []
-
-    def schedule(self, deadline: int, user_id: str) -> None:
-        heapq.heappush(self._heap, (deadline, user_id))
-
-    def due(self, watermark: int) -> list[str]:
-        """Users with an entry the watermark has passed, each once."""
-        users: dict[str, None] = {}
-        while self._heap and self._heap[0][0] < watermark:
-            users[heapq.heappop(self._heap)[1]] = None
-        return list(users)

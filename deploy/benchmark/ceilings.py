@@ -55,18 +55,19 @@ def raw_aiokafka_consumer(bootstrap: str, topic: str, partitions: int, expected_
 
 _INSERT = """
 import sys, time, orjson, clickhouse_connect
-from sinks.rows import Columns, EVENT_COLUMNS, add_valid_events
+from pulse.outputs import VALID_EVENTS
+from sinks.rows import Columns, Position, decode_record
 client = clickhouse_connect.get_client(dsn="chdb://" + sys.argv[1])
 client.command("CREATE TABLE IF NOT EXISTS events (event_id String, type LowCardinality(String), user_id String, "
                "ts DateTime64(3, 'UTC'), server_received_at Nullable(DateTime64(3, 'UTC')), props String, "
                "context String) ENGINE = ReplacingMergeTree PARTITION BY toYYYYMM(ts) ORDER BY (user_id, ts, event_id)")
-columns = Columns(EVENT_COLUMNS)
-for record in sys.stdin.buffer.read().split(b"\\n\\n"):
+columns = Columns.of(VALID_EVENTS)
+for offset, record in enumerate(sys.stdin.buffer.read().split(b"\\n\\n")):
     if record:
-        add_valid_events(record, columns)
+        columns.extend(decode_record(VALID_EVENTS, record).rows, Position("bench", 0, offset))
 started = time.perf_counter()
 for start in range(0, len(columns), 50_000):
-    client.insert("events", [c[start:start + 50_000] for c in columns.data], column_names=list(EVENT_COLUMNS),
+    client.insert("events", [c[start:start + 50_000] for c in columns.data], column_names=list(columns.names),
                   column_oriented=True)
 print(time.perf_counter() - started)
 """

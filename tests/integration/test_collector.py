@@ -9,6 +9,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import pytest
 
 from deploy.kafka_broker import BrokerConfig, LocalKafka
 from deploy.topics import ensure_topics
+from producers.collector import body_digest
 from pulse.dead_letter import DeadLetter
 from pulse.settings import Settings, load_settings
 from pulse.topics import Topics
@@ -97,6 +99,19 @@ def test_invalid_events_are_named_by_index_and_the_valid_ones_accepted(collector
     assert reasons == ["bad_timestamp", "future_timestamp", "not_an_object"]
     events = read_all(collector.bootstrap, Topics.with_prefix(collector.topic_prefix).events, 1)
     assert sorted(orjson.loads(line)["event_id"] for value, _ in events for line in value.split(b"\n")) == ["c10", "c12"]
+
+
+def test_a_retried_batch_names_its_dead_letters_as_the_first_attempt_did(collector: Settings) -> None:
+    """A client retries the whole batch after a 503: its dead letters come again under the same ids."""
+    body = orjson.dumps([event(14), event(15, ts="noon"), "hello", event(16)])
+    answers = [post(collector, body, "k1")[:2] for _ in range(2)]
+    assert answers[0] == answers[1] and answers[0][0] == 400
+    letters = read_all(collector.bootstrap, Topics.with_prefix(collector.topic_prefix).dead_letters, 4)
+    ids = Counter(DeadLetter.from_record(value, headers, "").letter_id for value, headers in letters)
+    # one letter per invalid event, sent once per attempt: the dead_letters table folds each pair
+    digest = body_digest(body)
+    assert ids == {f"collector:{digest}#1": 2, f"collector:{digest}#2": 2}
+    assert len(digest) == 16
 
 
 def test_write_key_and_size_limits(collector: Settings) -> None:

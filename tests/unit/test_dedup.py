@@ -1,42 +1,39 @@
-"""Duplicate detection per user: exact, compact, bounded, and safe to replay."""
+"""Duplicate detection per user: exact, compact, bounded, expiring against the partition's watermark."""
 
 from __future__ import annotations
 
-from pulse.contract import Event
-from stream_jobs.dedup import SeenIds, drop_seen
+from stream_jobs.dedup import DedupSlice, SeenIds, id_hash
 
 HOUR = 3_600_000
 
 
-def event(event_id: str, ts: int) -> Event:
-    return Event(event_id, "login", "u1", ts, {}, {})
+def test_an_id_is_admitted_once_and_remembers_its_first_offset() -> None:
+    seen = SeenIds()
+    assert seen.admit(id_hash("a"), 1, offset=10)
+    assert not seen.admit(id_hash("a"), 1, offset=10)  # a repeat inside the record
+    assert not seen.admit(id_hash("a"), 1, offset=11)  # a resend in a later record
+    assert seen.first_offset(id_hash("a")) == 10 and seen.first_offset(id_hash("b")) is None
+    restored = SeenIds.from_bytes(seen.to_bytes())
+    assert restored == seen and len(seen.to_bytes()) == 24
 
 
-def ids(events: list[Event]) -> list[str]:
-    return [e.event_id for e in events]
+def test_ids_expire_against_the_watermark_not_the_users_newest_event() -> None:
+    dedup = DedupSlice(retention_ms=HOUR, max_ids=100)
+    seen = dedup.empty()
+    seen.admit(id_hash("old"), 0, 1)
+    seen.admit(id_hash("new"), 2 * HOUR, 2)  # the user's own newer event does not expire "old"
+    dedup.on_events("u1", seen, [])
+    assert len(seen.ids) == 2 and dedup.deadline(seen) == HOUR
+    dedup.on_watermark("u1", seen, HOUR + 1)  # the partition's watermark does
+    assert seen.first_offset(id_hash("old")) is None and dedup.deadline(seen) == 3 * HOUR
+    dedup.on_watermark("u1", seen, 3 * HOUR + 1)
+    assert dedup.is_empty(seen)
 
 
-def test_duplicates_within_and_across_records() -> None:
-    first = drop_seen(SeenIds.empty(), [event("a", 1), event("b", 2), event("a", 1)], 10, HOUR, 100)
-    assert ids(first.new) == ["a", "b"] and ids(first.duplicates) == ["a"] and first.replayed == []
-    restored = SeenIds.from_bytes(first.seen.to_bytes())
-    assert restored == first.seen and len(first.seen.to_bytes()) == 2 * 24
-    second = drop_seen(restored, [event("b", 2), event("c", 3)], 11, HOUR, 100)
-    assert ids(second.new) == ["c"] and ids(second.duplicates) == ["b"]
-
-
-def test_replaying_the_same_record_emits_it_again() -> None:
-    """After a crash the record at offset 10 is re-read with its ids already in the state."""
-    record = [event("a", 1), event("b", 2), event("a", 1)]
-    first = drop_seen(SeenIds.empty(), record, 10, HOUR, 100)
-    again = drop_seen(first.seen, record, 10, HOUR, 100)
-    assert again.new == [] and ids(again.replayed) == ["a", "b"] and ids(again.duplicates) == ["a"]
-    assert again.seen == first.seen
-
-
-def test_retention_and_cap_forget_old_ids() -> None:
-    kept = drop_seen(SeenIds.empty(), [event("old", 0), event("new", 2 * HOUR)], 1, HOUR, 100).seen
-    assert len(kept.ids) == 1
-    assert ids(drop_seen(kept, [event("old", 0)], 2, HOUR, 100).new) == ["old"]
-    capped = drop_seen(SeenIds.empty(), [event(str(i), i) for i in range(10)], 1, HOUR, 4).seen
-    assert sorted(ts for ts, _ in capped.ids.values()) == [6, 7, 8, 9]
+def test_the_cap_keeps_the_newest_ids() -> None:
+    dedup = DedupSlice(retention_ms=HOUR, max_ids=4)
+    seen = dedup.empty()
+    for i in range(10):
+        seen.admit(id_hash(str(i)), i, 1)
+    dedup.on_events("u1", seen, [])
+    assert sorted(ts for ts, _ in seen.ids.values()) == [6, 7, 8, 9]

@@ -20,10 +20,7 @@ def test_record_with_good_bad_and_broken_lines() -> None:
     )
     checked = check_record(value, "events/0@7")
     assert checked.events_in == 4
-    assert {user: [e.event_id for e in events] for user, events in checked.by_user.items()} == {
-        "u1": ["e1"],
-        "u2": ["e2"],
-    }
+    assert [(e.user_id, e.event_id) for e in checked.events] == [("u1", "e1"), ("u2", "e2")]
     assert [(d.letter_id, d.reason, d.source) for d in checked.dead_letters] == [
         ("events/0@7#2", "bad_timestamp", "events/0@7"),
         ("events/0@7#3", "bad_json", "events/0@7"),

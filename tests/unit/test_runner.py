@@ -1,4 +1,4 @@
-"""One record through validation, de-duplication and sessions, with a dict as the state store."""
+"""Records through the job runner (validation, de-duplication, sessions), with a dict as the state store."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from pathlib import Path
 import orjson
 
 from pulse.settings import load_settings
-from stream_jobs.processor import EventProcessor, Output
+from pulse.outputs import SESSIONS, VALID_EVENTS
+from stream_jobs.runner import JobRunner, Output
 
 MINUTE = 60_000
 T0 = 1_763_856_000_000
@@ -23,35 +24,51 @@ def login(i: int, minute: float, user: str = "u1") -> dict:
 
 
 class Worker:
-    """The processor plus the part of the agent that applies writes after publishing."""
+    """The runner plus the part of the agent that applies writes after publishing."""
 
     def __init__(self, tmp_path: Path) -> None:
         self.store: dict[bytes, bytes] = {}
-        self.processor = EventProcessor(load_settings({"PULSE_DATA_DIR": str(tmp_path)}), self.store)
+        self.runner = JobRunner(load_settings({"PULSE_DATA_DIR": str(tmp_path)}), self.store)
 
     def feed(self, value: bytes, offset: int, partition: int = 0, apply: bool = True) -> Output:
-        out = self.processor.process(value, "events", partition, offset)
-        if apply:
-            self.store.update(out.writes)
+        return self.apply(self.runner.process(value, "events", partition, offset), apply)
+
+    def tick(self, wall_ms: int, partition: int = 0) -> Output:
+        return self.apply(self.runner.tick(partition, wall_ms))
+
+    def apply(self, out: Output, apply: bool = True) -> Output:
+        for key, value in out.writes.items() if apply else ():
+            if value is None:
+                self.store.pop(key, None)
+            else:
+                self.store[key] = value
         return out
 
 
+def events(out: Output) -> list[str]:
+    return [e["event_id"] for e in out.rows.get(VALID_EVENTS, [])]
+
+
+def sessions(out: Output) -> list[dict]:
+    return out.rows.get(SESSIONS, [])
+
+
 def live_sessions(out: Output) -> list[tuple[int, int, bool]]:
-    return [(r["events"], r["start"], r["closed"]) for r in out.sessions if not r["deleted"]]
+    return [(r["events"], r["start"], r["closed"]) for r in sessions(out) if not r["deleted"]]
 
 
 def test_sessions_open_grow_and_close_with_the_watermark(tmp_path: Path) -> None:
     worker = Worker(tmp_path)
     first = worker.feed(record(login(0, 0), login(1, 5), login(2, 0, "u2")), offset=0)
-    assert [e["event_id"] for e in first.events] == ["e0", "e1", "e2"]
+    assert events(first) == ["e0", "e1", "e2"]
     assert sorted(live_sessions(first)) == [(1, T0, False), (2, T0, False)]
     # watermark = newest event - 10 min lateness; a session closes once it is 30 min past its end
     later = worker.feed(record(login(3, 40, "u3")), offset=1)  # watermark 30: u2 (end 0) is not yet past 0 + 30
-    assert later.closed_durations_ms == []
+    assert [r for r in sessions(later) if r["closed"]] == []
     closing = worker.feed(record(login(4, 46, "u3")), offset=2)  # watermark 36: u2 and u1 (end 5) close
-    assert sorted(closing.closed_durations_ms) == [0, 5 * MINUTE]
-    assert sorted((r["user_id"], r["closed"]) for r in closing.sessions if r["closed"]) == [("u1", True), ("u2", True)]
-    assert worker.processor.open_sessions() == 1
+    closed = sorted((r["user_id"], r["duration_ms"]) for r in sessions(closing) if r["closed"])
+    assert closed == [("u1", 5 * MINUTE), ("u2", 0)]
+    assert worker.runner.live("sessions") == 1
 
 
 def test_resend_is_dropped_and_too_late_is_dead_lettered(tmp_path: Path) -> None:
@@ -59,9 +76,9 @@ def test_resend_is_dropped_and_too_late_is_dead_lettered(tmp_path: Path) -> None
     worker.feed(record(login(0, 100)), offset=0)
     out = worker.feed(record(login(0, 100), login(1, 50), {"event_id": "x", "type": "login"}), offset=1)
     assert out.duplicates == 1 and out.too_late == 1
-    assert [e["event_id"] for e in out.events] == ["e1"]  # too late for sessions, still a valid event
+    assert events(out) == ["e1"]  # too late for sessions, still a valid event
     assert sorted(d.reason for d in out.dead_letters) == ["missing_field", "too_late"]
-    assert out.sessions == []
+    assert sessions(out) == []
 
 
 def test_a_replayed_record_counts_nothing_twice(tmp_path: Path) -> None:
@@ -70,7 +87,7 @@ def test_a_replayed_record_counts_nothing_twice(tmp_path: Path) -> None:
     value = record(login(0, 0), login(1, 1))
     worker.feed(value, offset=7)
     again = worker.feed(value, offset=7)
-    assert [e["event_id"] for e in again.events] == ["e0", "e1"]
+    assert events(again) == ["e0", "e1"]
     assert live_sessions(again) == [(2, T0, False)]
     assert again.duplicates == 0
 
@@ -87,7 +104,7 @@ def test_a_quiet_partition_closes_sessions_by_wall_clock(tmp_path: Path) -> None
     worker = Worker(tmp_path)
     worker.feed(record(login(0, 0)), offset=0)
     wall_now = int(time.time() * 1000)
-    assert worker.processor.tick(0, wall_ms=wall_now + 1_000).sessions == []  # not quiet for 30 s yet
-    quiet = worker.processor.tick(0, wall_ms=wall_now + 41 * MINUTE)  # event time moves on 41 minutes
-    assert [(r["user_id"], r["closed"], r["events"]) for r in quiet.sessions] == [("u1", True, 1)]
-    assert worker.processor.open_sessions() == 0
+    assert sessions(worker.tick(wall_ms=wall_now + 1_000)) == []  # not quiet for 30 s yet
+    quiet = worker.tick(wall_ms=wall_now + 41 * MINUTE)  # event time moves on 41 minutes
+    assert [(r["user_id"], r["closed"], r["events"]) for r in sessions(quiet)] == [("u1", True, 1)]
+    assert worker.runner.live("sessions") == 0

@@ -1,0 +1,109 @@
+"""What ClickHouse holds next to what the simulator says it must hold, in one shape.
+
+``pulse demo`` summarises the comparison in three figures and ``pulse soak`` checks it in
+detail after every cycle of kills, so both read the pipeline and the ground truth through
+:class:`Outcome` and compare with :func:`differences` / :meth:`Outcome.counts`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from deploy.reader import run_query
+from producers.simulator.truth import GroundTruth
+from pulse.settings import Settings
+
+EVENTS_BY_TYPE = "SELECT type, count() FROM events FINAL GROUP BY type"
+LETTERS_BY_REASON = "SELECT reason, count() FROM dead_letters FINAL GROUP BY reason"
+# The session figures the simulator knows exactly (start, end and counts per user), row for row.
+SESSIONS = """
+SELECT user_id, toUnixTimestamp64Milli(start), toUnixTimestamp64Milli(end), events, page_views, bounce
+FROM sessions FINAL WHERE NOT deleted ORDER BY user_id, start
+"""
+SHOWN_ROWS = 3  # session rows quoted in a difference, so a failure says which users to look at
+
+SessionRow = tuple[Any, ...]  # user_id, start ms, end ms, events, page views, bounce
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Events by type, dead letters by reason and live sessions: found in ClickHouse or expected."""
+
+    events_by_type: dict[str, int]
+    letters_by_reason: dict[str, int]
+    sessions: list[SessionRow]
+
+    def counts(self) -> dict[str, int]:
+        """The three headline figures, in the order the demo prints them."""
+        return {
+            "events": sum(self.events_by_type.values()),
+            "dead letters": sum(self.letters_by_reason.values()),
+            "sessions": len(self.sessions),
+        }
+
+
+def expected_outcome(truth: GroundTruth) -> Outcome:
+    """What a correct pipeline ends with: the simulator's events, one letter per malformed line, its sessions.
+
+    The emitter places a late line at most ``late_max_minutes`` (5) behind the stream, inside the
+    worker's allowed lateness (10), so a correct run has no ``too_late`` letters: any that appear
+    are a difference.
+    """
+    totals = truth.totals
+    sessions = [
+        (user_id, s.start, s.end, s.events, s.page_views, s.bounce)
+        for user_id, user in truth.users.items()
+        for s in user.sessions
+    ]
+    return Outcome(
+        events_by_type=dict(totals["events_by_type"]),
+        letters_by_reason={reason: count for reason, count in totals["malformed_lines"].items() if count},
+        sessions=sorted(sessions),
+    )
+
+
+def read_outcome(settings: Settings) -> Outcome:
+    """What ClickHouse holds now (read with FINAL, so replays and resends count once)."""
+    return Outcome(
+        events_by_type={kind: count for kind, count in run_query(settings, EVENTS_BY_TYPE).rows},
+        letters_by_reason={reason: count for reason, count in run_query(settings, LETTERS_BY_REASON).rows},
+        sessions=[tuple(row) for row in run_query(settings, SESSIONS).rows],
+    )
+
+
+def differences(found: Outcome, expected: Outcome) -> list[str]:
+    """One line per figure that differs, naming what was found and what was expected; [] when equal."""
+    problems = [
+        *_count_differences("events", found.events_by_type, expected.events_by_type),
+        *_count_differences("dead letters", found.letters_by_reason, expected.letters_by_reason),
+    ]
+    session_problem = _session_difference(found.sessions, expected.sessions)
+    return problems + ([session_problem] if session_problem else [])
+
+
+def _count_differences(what: str, found: dict[str, int], expected: dict[str, int]) -> list[str]:
+    """``events 14470 (expected 14473): page_view 5000 (expected 5003)``: the total, then each key off."""
+    if found == expected:
+        return []
+    off = [
+        f"{key} {found.get(key, 0)} (expected {expected.get(key, 0)})"
+        for key in sorted(found.keys() | expected.keys())
+        if found.get(key, 0) != expected.get(key, 0)
+    ]
+    return [f"{what} {sum(found.values())} (expected {sum(expected.values())}): {', '.join(off)}"]
+
+
+def _session_difference(found: list[SessionRow], expected: list[SessionRow]) -> str | None:
+    """Sessions compared as multisets of rows: how many are missing and how many should not be there."""
+    missing = Counter(map(tuple, expected)) - Counter(map(tuple, found))
+    unexpected = Counter(map(tuple, found)) - Counter(map(tuple, expected))
+    if not missing and not unexpected:
+        return None
+    parts = [f"sessions {len(found)} (expected {len(expected)})"]
+    for label, rows in (("missing", missing), ("unexpected", unexpected)):
+        if rows:
+            shown = ", ".join(map(str, sorted(rows.elements())[:SHOWN_ROWS]))
+            parts.append(f"{sum(rows.values())} {label}, e.g. {shown}")
+    return "; ".join(parts)

@@ -1,0 +1,137 @@
+"""What the stream jobs publish and the sink stores: one :class:`OutputSpec` per output.
+
+A spec names the output's topic (under the topic prefix), its ClickHouse table, the table's
+columns with their types, and the migration that creates the table. The worker publishes a
+job's rows to ``spec.topic(prefix)`` as NDJSON objects keyed by column name; the sink loops
+over :data:`OUTPUTS` and turns each record into column batches with :meth:`OutputSpec.row`.
+A new job's table therefore costs one spec here and one migration, nothing in the sink.
+
+Dead letters are not an output of a job (they travel with headers, see
+:mod:`pulse.dead_letter`); their table is described here too so the sink treats every table
+the same way once rows are built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """A table column: its name, ClickHouse type, the value of a row that omits it, and whether it is JSON text."""
+
+    name: str
+    type: str
+    default: Any = None
+    json: bool = False  # an object published as is, stored as its JSON text (props, context)
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """One output of the stream jobs: topic, ClickHouse table, columns and the migration that creates it."""
+
+    name: str
+    topic_suffix: str
+    table: str
+    columns: tuple[Column, ...]
+    migration: str  # the sinks/migrations file (without .sql) that creates the table
+    time_column: str | None = None  # event time (epoch ms) of a row, observed as end-to-end lag
+
+    def topic(self, prefix: str) -> str:
+        return f"{prefix}{self.topic_suffix}"
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(column.name for column in self.columns)
+
+    def row(self, values: Mapping[str, Any]) -> list[Any]:
+        """The values of one published row in column order; raises ``KeyError`` for a missing required column."""
+        row = []
+        for column in self.columns:
+            if column.name in values:
+                value = values[column.name]
+                row.append(orjson.dumps(value).decode() if column.json else value)
+            elif column.default is REQUIRED:
+                raise KeyError(f"{self.name} row without {column.name!r}")
+            else:
+                row.append(column.default)
+        return row
+
+
+REQUIRED = object()  # the default of a column every row must carry
+
+VALID_EVENTS = OutputSpec(
+    name="events",
+    topic_suffix="events.valid",
+    table="events",
+    columns=(
+        Column("event_id", "String", REQUIRED),
+        Column("type", "LowCardinality(String)", REQUIRED),
+        Column("user_id", "String", REQUIRED),
+        Column("ts", "DateTime64(3, 'UTC')", REQUIRED),
+        Column("server_received_at", "Nullable(DateTime64(3, 'UTC'))"),
+        Column("props", "String", REQUIRED, json=True),
+        Column("context", "String", REQUIRED, json=True),
+    ),
+    migration="0001_events",
+    time_column="ts",
+)
+
+SESSIONS = OutputSpec(
+    name="sessions",
+    topic_suffix="sessions",
+    table="sessions",
+    columns=(
+        Column("session_id", "String", REQUIRED),
+        Column("user_id", "String", REQUIRED),
+        Column("start", "DateTime64(3, 'UTC')", 0),
+        Column("end", "DateTime64(3, 'UTC')", 0),
+        Column("duration_ms", "UInt64", 0),
+        Column("events", "UInt32", 0),
+        Column("page_views", "UInt32", 0),
+        Column("bounce", "Bool", False),
+        Column("entry_path", "Nullable(String)"),
+        Column("exit_path", "Nullable(String)"),
+        Column("utm_source", "Nullable(String)"),
+        Column("utm_medium", "Nullable(String)"),
+        Column("utm_campaign", "Nullable(String)"),
+        Column("utm_term", "Nullable(String)"),
+        Column("utm_content", "Nullable(String)"),
+        Column("referrer", "Nullable(String)"),
+        Column("device", "Nullable(String)"),
+        Column("first_touch_source", "Nullable(String)"),
+        Column("first_touch_medium", "Nullable(String)"),
+        Column("first_touch_campaign", "Nullable(String)"),
+        Column("first_touch_referrer", "Nullable(String)"),
+        Column("is_first", "Bool", False),
+        Column("closed", "Bool", False),
+        Column("deleted", "UInt8", REQUIRED),
+        Column("version", "UInt64", REQUIRED),
+    ),
+    migration="0004_sessions",
+)
+
+DEAD_LETTERS = OutputSpec(
+    name="dead_letters",
+    topic_suffix="dead-letters",
+    table="dead_letters",
+    columns=(
+        Column("letter_id", "String", REQUIRED),
+        Column("dlq_topic", "LowCardinality(String)", REQUIRED),
+        Column("dlq_partition", "UInt32", REQUIRED),
+        Column("dlq_offset", "UInt64", REQUIRED),
+        Column("failed_at", "DateTime64(3, 'UTC')", REQUIRED),
+        Column("reason", "LowCardinality(String)", REQUIRED),
+        Column("errors", "Array(String)", REQUIRED),
+        Column("source", "String", REQUIRED),
+        Column("raw", "String", REQUIRED),
+    ),
+    migration="0002_dead_letters",
+)
+
+# The outputs of the stream jobs, in the order the sink writes their tables.
+OUTPUTS: tuple[OutputSpec, ...] = (VALID_EVENTS, SESSIONS)

@@ -1,0 +1,110 @@
+"""One user's state as one table value: a versioned envelope with one slice per job.
+
+One value per user means one table write (one changelog record) per user per record, and
+every job's state moves together: a replayed record finds all of its effects in the state
+or none.
+
+Layout (little-endian)::
+
+    0xF5, format version (1)     magic: odd, so never the length prefix of the old layout
+    applied offset   int64       the last input offset whose events are in the state
+    slice count      uint8, then per slice:
+        uint8 name length, name, uint16 version, uint32 live count, int64 deadline (-1: none),
+        uint32 data length, data
+
+Each slice's deadline and live count sit in its header, so a restarted worker rebuilds its
+timers and gauges by reading headers, and a timer looks only at the slices that are due:
+slices are decoded lazily, by the jobs that need them. A slice whose name no job claims
+(written by a newer worker, or by a job since removed) is carried over unchanged; it does
+not keep a user whose other slices are all empty from being deleted.
+
+Before the envelope, a value was ``uint32 length of the packed seen ids``, the ids, then the
+sessions as JSON; :func:`decode_envelope` still reads it (as slices ``seen`` and
+``sessions`` version 1), so state written by that version survives an upgrade.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+from pulse.errors import PulseError
+
+MAGIC = 0xF5
+FORMAT_VERSION = 1
+NO_DEADLINE = -1
+_HEADER = struct.Struct("<BBqB")  # magic, format version, applied offset, slice count
+_SLICE = struct.Struct("<HIqI")  # version, live count, deadline, data length (after the name)
+
+
+class StateFormatError(PulseError):
+    """A state value this worker cannot read (a newer format, or damaged bytes)."""
+
+
+@dataclass(slots=True)
+class RawSlice:
+    """A slice as stored: format version, live count, deadline and bytes (``None`` fields: not known yet)."""
+
+    version: int
+    live: int | None
+    deadline: int | None
+    data: bytes
+
+
+@dataclass
+class Envelope:
+    """A user's stored state, slices still encoded."""
+
+    applied_offset: int = -1
+    slices: dict[str, RawSlice] = field(default_factory=dict)
+    legacy: bool = False  # read from the pre-envelope layout: deadlines and live counts are unknown
+
+    def to_bytes(self) -> bytes:
+        parts = [_HEADER.pack(MAGIC, FORMAT_VERSION, self.applied_offset, len(self.slices))]
+        for name, raw in self.slices.items():
+            encoded = name.encode()
+            deadline = NO_DEADLINE if raw.deadline is None else raw.deadline
+            parts += [bytes((len(encoded),)), encoded, _SLICE.pack(raw.version, raw.live or 0, deadline, len(raw.data)), raw.data]
+        return b"".join(parts)
+
+
+def decode_envelope(value: bytes | None) -> Envelope:
+    """The envelope in ``value``, also from the layout written before envelopes existed."""
+    if not value:
+        return Envelope()
+    if value[0] != MAGIC:
+        return _legacy(value)
+    try:
+        _, version, applied_offset, count = _HEADER.unpack_from(value)
+        if version != FORMAT_VERSION:
+            raise StateFormatError(f"state envelope format {version} is newer than this worker's ({FORMAT_VERSION})")
+        position = _HEADER.size
+        slices: dict[str, RawSlice] = {}
+        for _ in range(count):
+            size = value[position]
+            name = value[position + 1 : position + 1 + size].decode()
+            position += 1 + size
+            slice_version, live, deadline, length = _SLICE.unpack_from(value, position)
+            position += _SLICE.size
+            data = value[position : position + length]
+            if len(data) != length:
+                raise StateFormatError(f"damaged state value: slice {name!r} is cut short")
+            slices[name] = RawSlice(slice_version, live, None if deadline == NO_DEADLINE else deadline, data)
+            position += length
+    except (struct.error, IndexError, UnicodeDecodeError) as exc:
+        raise StateFormatError(f"damaged state value ({exc})") from exc
+    return Envelope(applied_offset, slices)
+
+
+def _legacy(value: bytes) -> Envelope:
+    """The pre-envelope layout: packed seen ids behind a length, then the sessions JSON.
+
+    Its applied offset is unknown; the newest offset among the seen ids (24 bytes each, the
+    third int64) is the last record known to be in the state. Deadlines and live counts are
+    left unknown for the runner to compute by decoding.
+    """
+    size = int.from_bytes(value[:4], "little")
+    seen = value[4 : 4 + size]
+    offsets = struct.unpack_from(f"<{size // 8}q", seen)[2::3] if size else ()
+    slices = {"seen": RawSlice(1, None, None, seen), "sessions": RawSlice(1, None, None, value[4 + size :])}
+    return Envelope(max(offsets, default=-1), slices, legacy=True)

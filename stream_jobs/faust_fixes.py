@@ -1,0 +1,97 @@
+"""A correction to faust-streaming 0.15.3: seek the stream partitions *before* resuming them after recovery.
+
+``Recovery.on_recovery_completed`` (``faust/tables/recovery.py``) ends a rebalance that had
+state to restore like this: resume the stream partitions, *then* seek them to their
+committed offsets (an await: the fetcher started for the changelogs keeps running), then
+``flow_control.resume()``, which empties every agent's queue. Records the fetcher delivered
+between the resume and the end of the seek are thrown away unprocessed, but the consumer
+already noted them as read: their re-fetched copies are dropped as duplicates
+(``_drain_messages``), or never re-fetched when the partition had no committed offset. The
+ack bookkeeping then waits forever on the hole (the partition never commits again), or,
+with no committed offset yet, commits past it (records skipped). Upstream issue 596.
+
+A second hole sits in the same place: ``perform_seek`` (aiokafka's ``seek_to_committed``)
+does not seek a partition without a committed offset. While the changelogs were restored,
+aiokafka's prefetch may have moved such a partition's position anywhere, up to its end;
+the worker then started there, acked the first record it saw and committed past
+everything before it. Seen after a SIGKILL before the first commit.
+
+The corrected order: seek while the stream partitions are still paused (those without a
+committed offset to their beginning, as ``auto_offset_reset="earliest"`` says), drop
+whatever the agents' queues hold, and only then resume them. Nothing else in the method
+changes. The
+patch is applied on import and only to the version it was written against: any other
+version refuses to run until this module has been checked against it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, cast
+
+import faust
+from faust.tables.recovery import Recovery
+from faust.transport.drivers.aiokafka import ensure_aiokafka_TP
+
+from pulse.errors import PulseError
+
+PINNED_FAUST = "0.15.3"
+
+upstream_on_recovery_completed = Recovery.on_recovery_completed
+
+
+class UnsupportedFaustError(PulseError):
+    """The installed faust-streaming is not the version the recovery fix was written for."""
+
+
+async def on_recovery_completed(self: Recovery, generation_id: int = 0) -> None:
+    """Upstream's method with the seek moved before the resume (see the module docstring)."""
+    app = cast(Any, self.app)
+    consumer = app.consumer
+    self.log.info("Restore complete!")
+    await app.on_rebalance_complete.send()
+    self._set_recovery_ended()
+    callbacks = [
+        asyncio.ensure_future(table.on_recovery_completed(self.actives_for_table[table], self.standbys_for_table[table]))
+        for table in self.tables.values()
+    ]
+    if callbacks:
+        await asyncio.wait(callbacks)
+    assignment = consumer.assignment()
+    if app.consumer_generation_id != generation_id:
+        self.log.warning(f"Recovery rebalancing again app id {app.consumer_generation_id} param {generation_id}")
+        return
+    streams = {tp for tp in assignment if not self._is_changelog_tp(tp)}
+    if assignment:
+        self.log.info("Seek stream partitions to committed offsets (still paused).")
+        await self._wait(consumer.perform_seek(), timeout=app.conf.broker_request_timeout)
+        uncommitted = [tp for tp in streams if not consumer._committed_offset.get(tp)]
+        if uncommitted and app.conf.consumer_auto_offset_reset == "earliest":
+            # perform_seek skips them, and the fetcher may have read past their start during the restore
+            partitions = [ensure_aiokafka_TP(tp) for tp in uncommitted]
+            await self._wait(consumer._thread.seek_to_beginning(*partitions), timeout=app.conf.broker_request_timeout)
+    app.flow_control.clear()  # nothing fetched before the seek may reach an agent
+    consumer.resume_partitions(streams)
+    self.completed.set()
+    app.flow_control.resume()
+    consumer.resume_flow()
+    await app._fetcher.maybe_start()
+    self.tables.on_actives_ready()
+    if not app.assignor.assigned_standbys():
+        self.tables.on_standbys_ready()
+    app.on_rebalance_end()
+    self.log.info("Worker ready")
+
+
+def apply() -> None:
+    """Install the corrected method; refuse any faust-streaming but the pinned one."""
+    if faust.__version__ != PINNED_FAUST:
+        raise UnsupportedFaustError(
+            f"faust-streaming {faust.__version__} is installed; the worker's recovery fix was written for "
+            f"{PINNED_FAUST} (see stream_jobs/faust_fixes.py): check that version's Recovery.on_recovery_completed "
+            "before changing the pin"
+        )
+    Recovery.on_recovery_completed = on_recovery_completed  # type: ignore[method-assign]
+
+
+apply()

@@ -1,0 +1,84 @@
+"""Is the worker ready, and is it alive? Pure rules over what the Faust wiring observes.
+
+**Ready**: it joined its group, holds its partitions and restored their state (Faust's
+recovery completed and no rebalance is under way). ``pulse up``, the tests and the
+benchmark wait for this before they produce, so they never race a worker still joining.
+
+**Alive** (``/healthz``): a worker can look busy and be stuck. It is *stalled* when
+
+- it holds partitions with records waiting, yet has processed nothing for
+  ``stall_seconds``; or
+- a partition's committed offset has not moved for ``stall_seconds`` although records after
+  it were processed: the ack bookkeeping is waiting on a hole (see
+  :mod:`stream_jobs.faust_fixes`), and a restart is the way out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+@dataclass
+class PartitionProgress:
+    """What is known of one input partition: last offset processed, committed offset, when that moved."""
+
+    processed: int = -1
+    committed: int | None = None
+    committed_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class Verdict:
+    alive: bool
+    reason: str
+    seconds_since_progress: float
+
+
+@dataclass
+class WorkerHealth:
+    """Readiness and liveness of one worker, fed with monotonic times."""
+
+    stall_seconds: float
+    started_at: float
+    ready: bool = False
+    last_progress: float | None = None
+    partitions: dict[int, PartitionProgress] = field(default_factory=dict)
+    lag: dict[int, int] = field(default_factory=dict)
+
+    def processed(self, partition: int, offset: int, now: float) -> None:
+        """A record of ``partition`` was handled."""
+        self.partitions.setdefault(partition, PartitionProgress(committed_at=now)).processed = offset
+        self.last_progress = now
+
+    def observe(self, now: float, ready: bool, committed: Mapping[int, int | None], highwaters: Mapping[int, int]) -> None:
+        """The periodic look at the consumer: readiness, committed offsets and end offsets of the partitions held."""
+        self.ready = ready
+        for partition in list(self.partitions):
+            if partition not in committed:
+                del self.partitions[partition]  # revoked
+        for partition, offset in committed.items():
+            progress = self.partitions.setdefault(partition, PartitionProgress(committed=offset, committed_at=now))
+            if progress.committed != offset:
+                progress.committed, progress.committed_at = offset, now
+        self.lag = {
+            p: max(0, end - max(self.partitions[p].processed + 1, self.partitions[p].committed or 0))
+            for p, end in highwaters.items()
+            if p in self.partitions
+        }
+
+    def verdict(self, now: float) -> Verdict:
+        since = now - (self.last_progress if self.last_progress is not None else self.started_at)
+        waiting = sum(self.lag.values())
+        if waiting and since > self.stall_seconds:
+            return Verdict(False, f"{waiting} records waiting, none processed for {since:.0f}s", since)
+        for partition, progress in sorted(self.partitions.items()):
+            ahead = progress.committed is None or progress.processed + 1 > progress.committed
+            if progress.processed >= 0 and ahead and now - progress.committed_at > self.stall_seconds:
+                return Verdict(
+                    False,
+                    f"partition {partition}: commit stuck at {progress.committed} for {now - progress.committed_at:.0f}s "
+                    f"while records up to {progress.processed} were processed",
+                    since,
+                )
+        return Verdict(True, "ok", since)

@@ -1,0 +1,271 @@
+"""The one runner of a worker: every record of the events topic through every job, state behind a mapping.
+
+Per record, once for all jobs: decode and validate each event (dead-lettering bad ones),
+drop resent events, and judge lateness **event by event in partition order**: each event is
+compared with the watermark as it stands after the events before it, so the verdict does
+not depend on how a producer packed events into records. Then each user's new on-time
+events go to every job in event-time order, the timers fire for users whose deadline the
+watermark passed, and each touched user gets **one** state write: the envelope of
+:mod:`stream_jobs.envelope`, or a delete when every slice is empty.
+
+The result says what to publish and what to write; the caller publishes first and writes
+state after, so a crash at any point either replays the record in full or finds its effects
+in the state. Each user's state records the last input offset applied to it: a record at or
+below that offset is a **replay** for that user, so its events are not applied again; the
+events that were new in it are republished, with every job's current rows. Its new events
+still move the partition's clock (a no-op if the clock already holds them), so the other
+users of the record are judged against the same watermark as the first time.
+
+State keys: ``u<partition>|<user>`` per user, ``c<partition>`` for the partition's clock,
+written last. Timers live in memory; after an assignment, :meth:`JobRunner.index_partition`
+rebuilds them from the slice headers in steps, so the event loop never stalls on a store of
+a million users.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import orjson
+
+from pulse.contract import Event
+from pulse.dead_letter import DeadLetter
+from pulse.outputs import VALID_EVENTS, OutputSpec
+from pulse.settings import Settings
+from stream_jobs.dedup import DedupSlice, id_hash
+from stream_jobs.envelope import decode_envelope
+from stream_jobs.job import Job, Row
+from stream_jobs.sessionizer import SessionRules
+from stream_jobs.sessions_job import SessionsJob
+from stream_jobs.timers import Timers
+from stream_jobs.user_state import UserState
+from stream_jobs.validation import check_record
+from stream_jobs.watermark import PartitionClock
+
+INDEX_STEP = 5_000  # users read per step of a timer rebuild before the event loop gets a turn
+
+
+class StateReader(Protocol):
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def keys(self) -> Iterable[bytes]: ...
+
+
+@dataclass
+class Output:
+    """What one record (or tick) produced, and the state to write after publishing it."""
+
+    rows: dict[OutputSpec, list[dict[str, Any]]] = field(default_factory=dict)  # by output, in publish order
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    writes: dict[bytes, bytes | None] = field(default_factory=dict)  # None deletes; the clock last
+    events_in: int = 0
+    duplicates: int = 0
+    too_late: int = 0
+
+    def add(self, rows: Iterable[Row]) -> None:
+        for row in rows:
+            self.rows.setdefault(row.output, []).append(row.values)
+
+
+def user_key(partition: int, user_id: str) -> bytes:
+    return f"u{partition}|{user_id}".encode()
+
+
+def clock_key(partition: int) -> bytes:
+    return f"c{partition}".encode()
+
+
+def default_jobs(settings: Settings) -> tuple[Job[Any], ...]:
+    """The jobs the settings switch on."""
+    tuning = settings.sessions
+    if not tuning.enabled:
+        return ()
+    rules = SessionRules(int(tuning.timeout_minutes * 60_000), int(tuning.max_length_hours * 3_600_000))
+    return (SessionsJob(rules, int(tuning.user_retention_days * 86_400_000)),)
+
+
+@dataclass
+class PartitionState:
+    """What the runner keeps in memory for one partition it holds."""
+
+    clock: PartitionClock
+    timers: Timers = field(default_factory=Timers)
+    live: Counter[str] = field(default_factory=Counter)  # per slice, users indexed or written since
+    indexed: bool = False
+    # users written before the index reached them: their live counts as stored before the first write
+    written_while_indexing: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+class JobRunner:
+    """Runs validation, de-duplication and every job over records of the events topic."""
+
+    def __init__(self, settings: Settings, store: StateReader, jobs: Sequence[Job[Any]] | None = None) -> None:
+        self._settings = settings
+        self._store = store
+        self.jobs = tuple(default_jobs(settings) if jobs is None else jobs)
+        self._dedup = DedupSlice(int(settings.dedup.retention_hours * 3_600_000), settings.dedup.max_ids_per_user)
+        self._slices: tuple[Job[Any], ...] = (self._dedup, *self.jobs)
+        self._lateness_ms = int(settings.sessions.allowed_lateness_minutes * 60_000)
+        self._idle_ms = int(settings.sessions.idle_close_seconds * 1000)
+        self._partitions: dict[int, PartitionState] = {}
+
+    @property
+    def outputs(self) -> tuple[OutputSpec, ...]:
+        """Every output the runner publishes to: valid events, then each job's."""
+        return (VALID_EVENTS, *(spec for job in self.jobs for spec in job.outputs))
+
+    def live(self, slice_name: str) -> int:
+        """The live count of a slice (e.g. open sessions) over the partitions held."""
+        return sum(part.live[slice_name] for part in self._partitions.values())
+
+    def release(self, partitions: Iterable[int]) -> None:
+        """Forget partitions handed to another worker; their state is reread if they come back."""
+        for partition in partitions:
+            self._partitions.pop(partition, None)
+
+    def unindexed(self) -> list[int]:
+        """Partitions seen since their assignment whose timers are not rebuilt yet."""
+        return [p for p, part in self._partitions.items() if not part.indexed]
+
+    # --- records --------------------------------------------------------------------
+
+    def process(self, value: bytes | None, topic: str, partition: int, offset: int) -> Output:
+        """One record of the events topic."""
+        source = f"{topic}/{partition}@{offset}"
+        checked = check_record(value, source, self._settings.not_after_ms())
+        out = Output(dead_letters=checked.dead_letters, events_in=checked.events_in)
+        part = self._partition(partition)
+        users: dict[str, UserState] = {}
+        wall_ms = time.time_ns() // 1_000_000
+        for event in checked.events:
+            user = users.get(event.user_id)
+            if user is None:
+                user = users[event.user_id] = self._load(partition, event.user_id)
+                if user.envelope.applied_offset >= offset:
+                    user.replayed = set()
+            self._admit(event, user, offset, part.clock, wall_ms, out)
+        for user in users.values():
+            if user.replayed is not None:
+                out.add(row for job in self.jobs for row in job.current_rows(user.user_id, user.get(job)))
+            else:
+                user.envelope.applied_offset = offset
+                events = sorted(user.on_time, key=lambda e: (e.ts, id_hash(e.event_id)))
+                for slice_ in self._slices:
+                    out.add(slice_.on_events(user.user_id, user.get(slice_), events))
+            user.changed = True
+        self._fire_timers(partition, part, users, out)
+        self._write(partition, part, users, out)
+        return out
+
+    def tick(self, partition: int, wall_ms: int) -> Output:
+        """A wall-clock tick: on a quiet partition, event time follows the clock and timers fire."""
+        out = Output()
+        part = self._partition(partition)
+        if part.clock.tick(wall_ms, self._idle_ms):
+            users: dict[str, UserState] = {}
+            self._fire_timers(partition, part, users, out)
+            self._write(partition, part, users, out)
+        return out
+
+    def index_partition(self, partition: int) -> Iterator[int]:
+        """Rebuild a partition's timers and gauges from the slice headers; yields users read after each step.
+
+        The caller gives the event loop a turn between steps. Records handled meanwhile
+        schedule their own users and count their own changes; the scan counts a user it
+        reaches after such a write by its value before the write, so nobody counts twice.
+        """
+        part = self._partitions.get(partition)
+        if part is None or part.indexed:
+            return
+        prefix = user_key(partition, "")
+        keys = [key for key in self._store.keys() if key.startswith(prefix)]
+        for start in range(0, len(keys), INDEX_STEP):
+            if self._partitions.get(partition) is not part:
+                return  # released meanwhile
+            for key in keys[start : start + INDEX_STEP]:
+                user_id = key[len(prefix) :].decode()
+                before_write = part.written_while_indexing.get(user_id)
+                if before_write is not None:  # its writes counted the change; the stored value counts the rest
+                    part.live.update(before_write)
+                    continue
+                value = self._store.get(key)
+                if value is not None:
+                    user = UserState(user_id, key, decode_envelope(value), self._slices)
+                    part.timers.schedule(user_id, user.deadline(self._slices))
+                    part.live.update(user.live_before)
+            yield min(start + INDEX_STEP, len(keys))
+        part.indexed = True
+        part.written_while_indexing.clear()
+
+    # --- internals --------------------------------------------------------------------
+
+    def _admit(self, event: Event, user: UserState, offset: int, clock: PartitionClock, wall_ms: int, out: Output) -> None:
+        """Sort one event: republished (replay), duplicate, too late, or on time for the jobs."""
+        key = id_hash(event.event_id)
+        seen = user.get(self._dedup)
+        if user.replayed is not None:
+            if seen.first_offset(key) in (offset, None) and key not in user.replayed:
+                user.replayed.add(key)
+                out.add((Row(VALID_EVENTS, event.to_dict()),))
+                clock.observe(event.ts, wall_ms)
+            return
+        if not seen.admit(key, event.ts, offset):
+            out.duplicates += 1
+            return
+        out.add((Row(VALID_EVENTS, event.to_dict()),))
+        watermark = clock.watermark(self._lateness_ms)
+        if self.jobs and watermark is not None and event.ts < watermark:
+            out.dead_letters.append(_too_late(event, watermark, f"{event.user_id}:{event.event_id}"))
+            out.too_late += 1
+            return
+        clock.observe(event.ts, wall_ms)
+        user.on_time.append(event)
+
+    def _fire_timers(self, partition: int, part: PartitionState, users: dict[str, UserState], out: Output) -> None:
+        watermark = part.clock.watermark(self._lateness_ms)
+        if watermark is None:
+            return
+        for user in users.values():  # so what this record made due fires now, whatever the packing
+            part.timers.schedule(user.user_id, user.deadline(self._slices))
+        for user_id in part.timers.due(watermark):
+            user = users.get(user_id)
+            if user is None:
+                user = users[user_id] = self._load(partition, user_id)
+            for slice_ in self._slices:
+                if user.is_due(slice_, watermark):
+                    out.add(slice_.on_watermark(user_id, user.get(slice_), watermark))
+                    user.changed = True
+            if not user.changed:  # woke early for a deadline that moved later: look again then
+                part.timers.schedule(user_id, user.deadline(self._slices))
+
+    def _write(self, partition: int, part: PartitionState, users: dict[str, UserState], out: Output) -> None:
+        for user in users.values():
+            if not user.changed:
+                continue
+            out.writes[user.key] = user.encode(self._slices)
+            part.timers.schedule(user.user_id, user.deadline(self._slices))
+            if not part.indexed:
+                part.written_while_indexing.setdefault(user.user_id, user.live_before)
+            part.live.update(user.live_change())
+        out.writes[clock_key(partition)] = part.clock.to_bytes()
+
+    def _partition(self, partition: int) -> PartitionState:
+        part = self._partitions.get(partition)
+        if part is None:
+            part = self._partitions[partition] = PartitionState(PartitionClock.from_bytes(self._store.get(clock_key(partition))))
+        return part
+
+    def _load(self, partition: int, user_id: str) -> UserState:
+        key = user_key(partition, user_id)
+        return UserState(user_id, key, decode_envelope(self._store.get(key)), self._slices)
+
+
+def _too_late(event: Event, watermark: int, letter_key: str) -> DeadLetter:
+    """A too-late letter's id names the event, not the record: a replay or another packing folds into it."""
+    message = f"event time {event.ts} is behind the watermark {watermark} by more than the allowed lateness"
+    raw = orjson.dumps(event.to_dict())
+    return DeadLetter.failed(raw, "too_late", message, f"user {event.user_id}", f"too_late:{letter_key}")

@@ -1,0 +1,76 @@
+"""The sessions job: rolling user sessions in event time (:mod:`stream_jobs.sessionizer`) as a :class:`Job`.
+
+Slice ``sessions``: the open sessions, the first session's start and source, the row
+version counter and the user's latest event time, as JSON. Version 1 (written before the
+job runtime) lacked the latest event time; it is derived from the open sessions on read.
+
+The slice's deadline is the earliest end of an open session plus the timeout (the session
+closes when the watermark passes it); with no open session, the latest event plus the
+retention, after which the slice is empty and dropped: the first-touch memory of a user
+gone that long is not worth a table entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import orjson
+
+from pulse.contract import Event
+from pulse.outputs import SESSIONS
+from stream_jobs.job import Row
+from stream_jobs.sessionizer import SessionRules, UserSessions, add_events, close_deadline, close_expired, session_rows
+
+
+@dataclass(frozen=True)
+class SessionsJob:
+    """Sessions per user: published while open, again when closed, retracted when merged away."""
+
+    rules: SessionRules
+    retention_ms: int
+
+    name = "sessions"
+    version = 2
+    outputs = (SESSIONS,)
+
+    def empty(self) -> UserSessions:
+        return UserSessions()
+
+    def decode(self, data: bytes, version: int) -> UserSessions:
+        return UserSessions.from_json(orjson.loads(data))  # reads versions 1 and 2
+
+    def encode(self, state: UserSessions) -> bytes:
+        return orjson.dumps(state.to_json())
+
+    def is_empty(self, state: UserSessions) -> bool:
+        return not state.open and state.first_start is None
+
+    def live(self, state: UserSessions) -> int:
+        return len(state.open)
+
+    def on_events(self, user_id: str, state: UserSessions, events: Sequence[Event]) -> list[Row]:
+        if not events:  # only resent or too-late events from this user: nothing changed
+            return []
+        retracted = add_events(state, events, self.rules)
+        return _rows(session_rows(user_id, state, state.open, False, retracted))
+
+    def deadline(self, state: UserSessions) -> int | None:
+        if state.open:
+            return close_deadline(state, self.rules)
+        return None if state.last_seen is None else state.last_seen + self.retention_ms
+
+    def on_watermark(self, user_id: str, state: UserSessions, watermark: int) -> list[Row]:
+        closed = close_expired(state, watermark, self.rules)
+        rows = _rows(session_rows(user_id, state, closed, True))
+        if not state.open and state.last_seen is not None and state.last_seen + self.retention_ms < watermark:
+            state.first_start = state.first_touch = state.last_seen = None
+            state.version = 0
+        return rows
+
+    def current_rows(self, user_id: str, state: UserSessions) -> list[Row]:
+        return _rows(session_rows(user_id, state, state.open, False))
+
+
+def _rows(rows: list[dict]) -> list[Row]:
+    return [Row(SESSIONS, row) for row in rows]

@@ -1,0 +1,50 @@
+"""``pulse worker`` with the post-recovery seek slowed down: the window where faust-streaming 0.15.3 lost records.
+
+Upstream resumes the stream partitions, then awaits the seek to the committed offsets; the
+fetcher, already running, hands records to the agent meanwhile, and whatever is still in
+the agent's queue when the seek ends is thrown away. Here the seek takes ``SEEK_DELAY_S``
+and the agent handles records slowly until recovery has completed (only upstream's order
+hands it any before that), so the queue is certainly not empty when it is cleared: the
+race becomes certain instead of rare. With ``PULSE_RACE_UNFIXED=1`` the worker runs
+upstream's order instead of the fix, to show that the test reproduces the race.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+
+import faust
+from faust.tables.recovery import Recovery
+from faust.transport.consumer import Consumer
+
+from deploy.cli import main
+from stream_jobs import faust_fixes
+from stream_jobs.events_agent import EventsAgent
+
+SEEK_DELAY_S = 2.0
+HANDLE_DELAY_S = 0.02
+_perform_seek = Consumer.perform_seek
+_handle = EventsAgent.handle
+
+
+async def slow_perform_seek(self: Consumer) -> None:
+    await asyncio.sleep(SEEK_DELAY_S)
+    await _perform_seek(self)
+
+
+async def handle_slowly_until_recovered(self: EventsAgent, event: faust.EventT) -> None:
+    if not event.app.tables.recovery.completed.is_set():
+        await asyncio.sleep(HANDLE_DELAY_S)
+    await _handle(self, event)
+
+
+Consumer.perform_seek = slow_perform_seek  # type: ignore[method-assign]
+EventsAgent.handle = handle_slowly_until_recovered  # type: ignore[method-assign]
+if os.environ.get("PULSE_RACE_UNFIXED"):
+    faust_fixes.apply = lambda: None  # type: ignore[assignment]
+    Recovery.on_recovery_completed = faust_fixes.upstream_on_recovery_completed  # type: ignore[method-assign]
+
+if __name__ == "__main__":
+    sys.exit(main(["worker"]))

@@ -8,6 +8,9 @@ from collections.abc import Iterable
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from pulse.settings import Settings
+from pulse.topics import Topics
+
 
 def consumer_lag(bootstrap: str, group: str, topics: Iterable[str], timeout: float = 10.0) -> int:
     """Records in ``topics`` not yet committed by ``group`` (uncommitted partitions count whole)."""
@@ -43,3 +46,10 @@ def wait_caught_up(bootstrap: str, group: str, topics: Iterable[str], timeout: f
         if time.monotonic() >= deadline:
             raise TimeoutError(f"consumer group {group} still {lag} records behind on {topics} after {timeout:.0f}s")
         time.sleep(poll_s)
+
+
+def wait_pipeline_caught_up(settings: Settings, timeout: float, poll_s: float = 0.5) -> None:
+    """Block until the worker has committed every input record, then the sink every output record."""
+    topics = Topics.with_prefix(settings.topic_prefix)
+    wait_caught_up(settings.bootstrap, settings.worker_group, [topics.events], timeout, poll_s)
+    wait_caught_up(settings.bootstrap, settings.sink_group, topics.sink_inputs(), timeout, poll_s)

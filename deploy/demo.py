@@ -11,17 +11,15 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from deploy.consumer_lag import wait_caught_up
+from deploy.consumer_lag import wait_pipeline_caught_up
+from deploy.ground_truth import expected_outcome, read_outcome
 from deploy.progress import Progress
-from deploy.reader import run_query
 from deploy.stack import Log, down, up
 from producers import EventProducer, FileReport, publish_lines
 from producers.simulator import SimulationConfig, simulate
 from pulse.settings import Settings
-from pulse.topics import Topics
 
 CATCH_UP_TIMEOUT_S = 300.0
-LIVE_SESSIONS = "SELECT count() FROM sessions FINAL WHERE NOT deleted"
 
 
 @dataclass(frozen=True)
@@ -50,14 +48,9 @@ def run_demo(settings: Settings, config: SimulationConfig, log: Log = print) -> 
     demo_dir = settings.data_dir / "demo"
     shutil.rmtree(demo_dir, ignore_errors=True)
     settings = replace(settings, data_dir=demo_dir, clickhouse_dsn=_demo_dsn(settings, demo_dir))
-    topics = Topics.with_prefix(settings.topic_prefix)
     simulation = simulate(config)
     totals = simulation.truth.totals
-    expected = {
-        "events": totals["events"],
-        "dead letters": sum(totals["malformed_lines"].values()),
-        "sessions": totals["sessions"],
-    }
+    expected = expected_outcome(simulation.truth).counts()
     try:
         up(settings, log)
         progress = Progress(f"publishing {config.customers} simulated customers", total=totals["lines"], unit=" lines")
@@ -65,13 +58,8 @@ def run_demo(settings: Settings, config: SimulationConfig, log: Log = print) -> 
             published = publish_lines(simulation.lines(), "simulation", producer, progress.update)
         progress.close(totals["lines"])
         log("waiting for the worker and the sink to catch up ...")
-        wait_caught_up(settings.bootstrap, settings.worker_group, [topics.events], CATCH_UP_TIMEOUT_S)
-        wait_caught_up(settings.bootstrap, settings.sink_group, topics.sink_inputs(), CATCH_UP_TIMEOUT_S)
-        found = {
-            "events": run_query(settings, "SELECT count() FROM events FINAL").scalar(),
-            "dead letters": run_query(settings, "SELECT count() FROM dead_letters FINAL").scalar(),
-            "sessions": run_query(settings, LIVE_SESSIONS).scalar(),
-        }
+        wait_pipeline_caught_up(settings, CATCH_UP_TIMEOUT_S)
+        found = read_outcome(settings).counts()
     finally:
         down(settings, log)
     return DemoSummary(published, expected, found, time.monotonic() - started)

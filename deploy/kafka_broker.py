@@ -12,7 +12,6 @@ inspect or stop the broker through the pid file it leaves there.
 from __future__ import annotations
 
 import base64
-import os
 import shutil
 import socket
 import subprocess

@@ -9,11 +9,12 @@ from typing import Any
 
 import orjson
 
+from pulse.errors import PulseError
 from pulse.settings import Settings
 from sinks.clickhouse import connect
 
 
-class QueryError(RuntimeError):
+class QueryError(PulseError, RuntimeError):
     """ClickHouse refused the query, or the sink that holds the embedded engine is not running."""
 
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from random import Random
 
-from deploy.consumer_lag import wait_caught_up
+from deploy.consumer_lag import wait_pipeline_caught_up
 from deploy.ground_truth import differences, expected_outcome, read_outcome
 from deploy.ports import free_ports
 from deploy.processes import alive, read_pid
@@ -44,7 +44,6 @@ from producers.pacing import paced
 from producers.simulator import Simulation, SimulationConfig, simulate
 from pulse.errors import PulseError
 from pulse.settings import Settings, load_settings
-from pulse.topics import Topics
 
 KILL_MODES = ("random", "worker", "sink", "both", "none")
 TARGETS = {"worker": ("worker",), "sink": ("sink",), "both": ("worker", "sink")}
@@ -228,7 +227,7 @@ def run_cycle(settings: Settings, config: SoakConfig, plan: CyclePlan, failed_lo
         _kill_on_schedule(settings, plan, publisher.started_at, kills_at, problems)
         problems += publisher.finish()
         try:
-            _wait_caught_up(settings, config.stall_timeout_s)
+            wait_pipeline_caught_up(settings, config.stall_timeout_s)
         except TimeoutError as exc:
             stalled = True
             problems.append(f"stalled: {exc} ({_process_states(settings)})")
@@ -319,13 +318,6 @@ def _sigkill(settings: Settings, name: str) -> bool:
     while alive(pid) and time.monotonic() < deadline:
         time.sleep(0.02)
     return True
-
-
-def _wait_caught_up(settings: Settings, timeout: float) -> None:
-    """The worker, then the sink, committed everything; ``TimeoutError`` names the group and its lag."""
-    topics = Topics.with_prefix(settings.topic_prefix)
-    wait_caught_up(settings.bootstrap, settings.worker_group, [topics.events], timeout)
-    wait_caught_up(settings.bootstrap, settings.sink_group, topics.sink_inputs(), timeout)
 
 
 def _process_states(settings: Settings) -> str:

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import orjson
 
+from pulse.errors import PulseError
 
-class CheckpointError(RuntimeError):
+
+class CheckpointError(PulseError, RuntimeError):
     """The checkpoint belongs to another version of the file."""
 
 

@@ -23,6 +23,7 @@ import orjson
 from clickhouse_connect.driver.client import Client
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from pulse.http_handler import QuietHandler
 from sinks.liveness import Health
 
 log = logging.getLogger(__name__)
@@ -76,37 +77,27 @@ class QueryServer:
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
                 url = urlsplit(self.path)
                 if url.path == "/healthz":
-                    self._reply(*server.healthz())
+                    self.reply(*server.healthz())
                 elif url.path == "/metrics":
-                    self._reply(200, generate_latest(), CONTENT_TYPE_LATEST)
+                    self.reply(200, generate_latest(), CONTENT_TYPE_LATEST)
                 elif url.path == "/query":
-                    self._reply(*server.run_query(parse_qs(url.query).get("sql", [""])[0]))
+                    self.reply(*server.run_query(parse_qs(url.query).get("sql", [""])[0]))
                 else:
-                    self._reply(404, b'{"error":"not found"}')
+                    self.reply(404, b'{"error":"not found"}')
 
             def do_POST(self) -> None:  # noqa: N802
                 if urlsplit(self.path).path != "/query":
-                    self._reply(404, b'{"error":"not found"}')
+                    self.reply(404, b'{"error":"not found"}')
                     return
                 length = int(self.headers.get("Content-Length") or 0)
                 if length > MAX_SQL_BYTES:
-                    self._reply(413, b'{"error":"query too large"}')
+                    self.reply(413, b'{"error":"query too large"}')
                     return
-                self._reply(*server.run_query(self.rfile.read(length).decode(errors="replace")))
-
-            def _reply(self, status: int, body: bytes, content_type: str = "application/json") -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-                log.debug("query server: " + format, *args)
+                self.reply(*server.run_query(self.rfile.read(length).decode(errors="replace")))
 
         return Handler
 

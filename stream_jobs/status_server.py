@@ -14,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from pulse.http_handler import QuietHandler
 from stream_jobs import metrics
 from stream_jobs.health import WorkerHealth
 
@@ -41,25 +42,15 @@ class StatusServer:
 
 
 def _handler(pages: dict[str, Callable[[], tuple[int, dict[str, object]]]]) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
-                self._reply(200, generate_latest(), CONTENT_TYPE_LATEST)
+                self.reply(200, generate_latest(), CONTENT_TYPE_LATEST)
             elif path in pages:
                 status, body = pages[path]()
-                self._reply(status, orjson.dumps(body))
+                self.reply(status, orjson.dumps(body))
             else:
-                self._reply(404, b'{"error":"not found"}')
-
-        def _reply(self, status: int, body: bytes, content_type: str = "application/json") -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-            pass
+                self.reply(404, b'{"error":"not found"}')
 
     return Handler

@@ -7,8 +7,8 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable
-from itertools import islice
 from dataclasses import dataclass, replace
+from itertools import islice
 from pathlib import Path
 from typing import Any
 

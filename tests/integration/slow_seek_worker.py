@@ -1,12 +1,15 @@
 """``pulse worker`` with the post-recovery seek slowed down: the window where faust-streaming 0.15.3 lost records.
 
 Upstream resumes the stream partitions, then awaits the seek to the committed offsets; the
-fetcher, already running, hands records to the agent meanwhile, and whatever is still in
-the agent's queue when the seek ends is thrown away. Here the seek takes ``SEEK_DELAY_S``
-and the agent handles records slowly until recovery has completed (only upstream's order
-hands it any before that), so the queue is certainly not empty when it is cleared: the
-race becomes certain instead of rare. With ``PULSE_RACE_UNFIXED=1`` the worker runs
-upstream's order instead of the fix, to show that the test reproduces the race.
+fetcher, already running, fills the agent's queue meanwhile and blocks on it in the middle
+of a fetched batch. The queue is cleared after the seek, the fetcher goes on delivering the
+rest of its stale batch and marks those offsets read, so the re-fetched copies of the
+cleared records are dropped. Here the seek takes ``SEEK_DELAY_S`` and the agent handles
+records slowly until recovery has completed (only upstream's order hands it any before
+that), so with a backlog larger than the queue the race becomes certain instead of rare. With ``PULSE_RACE_UNFIXED=1`` the worker runs
+upstream's order instead of the fix, to show that the test reproduces the race. With
+``PULSE_RACE_NO_COMMIT=1`` it never commits an offset, for a restart that finds state in
+the changelog but no committed offset.
 """
 
 from __future__ import annotations
@@ -40,8 +43,14 @@ async def handle_slowly_until_recovered(self: EventsAgent, event: faust.EventT) 
     await _handle(self, event)
 
 
+async def never_commit(self: Consumer, *args: object, **kwargs: object) -> bool:
+    return False
+
+
 Consumer.perform_seek = slow_perform_seek  # type: ignore[method-assign]
 EventsAgent.handle = handle_slowly_until_recovered  # type: ignore[method-assign]
+if os.environ.get("PULSE_RACE_NO_COMMIT"):
+    Consumer.commit = never_commit  # type: ignore[method-assign]
 if os.environ.get("PULSE_RACE_UNFIXED"):
     faust_fixes.apply = lambda: None  # type: ignore[assignment]
     Recovery.on_recovery_completed = faust_fixes.upstream_on_recovery_completed  # type: ignore[method-assign]

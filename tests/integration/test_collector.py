@@ -18,12 +18,12 @@ import orjson
 import pytest
 
 from deploy.kafka_broker import BrokerConfig, LocalKafka
+from deploy.ports import free_ports
 from deploy.topics import ensure_topics
 from producers.collector import body_digest
 from pulse.dead_letter import DeadLetter
 from pulse.settings import Settings, load_settings
 from pulse.topics import Topics
-from deploy.ports import free_ports
 from tests.integration.conftest import jar_cache_dir
 from tests.integration.test_cli import read_all
 

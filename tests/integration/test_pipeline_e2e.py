@@ -9,7 +9,7 @@ import urllib.request
 
 import pytest
 
-from deploy.consumer_lag import wait_caught_up
+from deploy.consumer_lag import wait_pipeline_caught_up
 from deploy.reader import run_query
 from deploy.stack import up
 from pulse.settings import Settings
@@ -22,9 +22,7 @@ CATCH_UP_S = 240.0
 
 
 def wait_for_pipeline(settings: Settings) -> None:
-    topics = Topics.with_prefix(settings.topic_prefix)
-    wait_caught_up(settings.bootstrap, settings.worker_group, [topics.events], CATCH_UP_S)
-    wait_caught_up(settings.bootstrap, settings.sink_group, topics.sink_inputs(), CATCH_UP_S)
+    wait_pipeline_caught_up(settings, CATCH_UP_S)
 
 
 def assert_exact_outcome(settings: Settings, workload: Workload) -> None:

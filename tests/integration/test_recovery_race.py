@@ -31,6 +31,9 @@ from tests.integration.workload import START_MS
 pytestmark = pytest.mark.integration
 
 USERS = 300
+# 5,000 records of 5 events: more than an agent's queue holds (Faust's stream_buffer_maxsize, 4,096),
+# so the fetcher blocks in the middle of a batch during the seek and resumes it afterwards
+BACKLOG_EVENTS = 25_000
 CATCH_UP_S = 90.0
 
 
@@ -45,8 +48,10 @@ def produce(settings: Settings, first: int, count: int) -> set[str]:
     return ids
 
 
-def start_worker(settings: Settings, log: Path, unfixed: bool) -> subprocess.Popen[bytes]:
-    env = {**os.environ, **settings.to_env(), **({"PULSE_RACE_UNFIXED": "1"} if unfixed else {})}
+def start_worker(settings: Settings, log: Path, **flags: bool) -> subprocess.Popen[bytes]:
+    """The slow-seek worker; ``unfixed`` / ``no_commit`` set ``PULSE_RACE_UNFIXED`` / ``PULSE_RACE_NO_COMMIT``."""
+    switches = {f"PULSE_RACE_{name.upper()}": "1" for name, on in flags.items() if on}
+    env = {**os.environ, **settings.to_env(), **switches}
     with log.open("ab") as out:
         worker = subprocess.Popen([sys.executable, "-m", "tests.integration.slow_seek_worker"], env=env, stdout=out, stderr=out)
     deadline = time.monotonic() + 90
@@ -95,19 +100,23 @@ def restart_into_a_backlog(settings: Settings, tmp_path: Path, unfixed: bool) ->
     """State in the changelog, offsets committed, a backlog behind them: restart with the slow seek."""
     ensure_topics(settings)
     log = tmp_path / "worker.log"
-    worker = start_worker(settings, log, unfixed=False)
+    worker = start_worker(settings, log)
     expected = produce(settings, 0, 2_000)
     assert wait_committed(settings, CATCH_UP_S) == 0
     worker.send_signal(signal.SIGTERM)
     worker.wait(60)
-    expected |= produce(settings, 2_000, 10_000)  # a backlog of 2,000 records
-    worker = start_worker(settings, log, unfixed=unfixed)
+    expected |= produce(settings, 2_000, BACKLOG_EVENTS)
+    return expected, *catch_up(settings, start_worker(settings, log, unfixed=unfixed))
+
+
+def catch_up(settings: Settings, worker: subprocess.Popen[bytes]) -> tuple[set[str], int]:
+    """What the worker published once it caught up or stalled, and the lag it left."""
     try:
         lag = wait_committed(settings, CATCH_UP_S)
     finally:
         worker.kill()
         worker.wait(30)
-    return expected, published_ids(settings), lag
+    return published_ids(settings), lag
 
 
 def test_a_restart_with_state_to_restore_loses_nothing(settings: Settings, tmp_path: Path) -> None:
@@ -121,3 +130,19 @@ def test_without_the_fix_the_same_restart_loses_records_or_stalls(settings: Sett
     expected, published, lag = restart_into_a_backlog(settings, tmp_path, unfixed=True)
     print(f"upstream's order: {lag} records never committed, {len(expected - published)} never processed")
     assert lag > 0 or published != expected
+
+
+def test_a_restart_before_the_first_commit_starts_from_the_beginning(settings: Settings, tmp_path: Path) -> None:
+    """State in the changelog but no committed offset: without a seek, the worker began where the prefetch left off."""
+    ensure_topics(settings)
+    log = tmp_path / "worker.log"
+    worker = start_worker(settings, log, no_commit=True)
+    expected = produce(settings, 0, 10_000)
+    deadline = time.monotonic() + CATCH_UP_S
+    while len(published_ids(settings)) < 2_000:  # it processed some records, committed none
+        assert time.monotonic() < deadline, f"nothing published; see {log}"
+    worker.kill()
+    worker.wait(30)
+    published, lag = catch_up(settings, start_worker(settings, log))
+    assert lag == 0, f"the worker stalled {lag} records behind; see {log}"
+    assert published == expected

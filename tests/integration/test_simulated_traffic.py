@@ -10,6 +10,7 @@ import urllib.request
 
 import pytest
 
+from deploy.ground_truth import SESSIONS, expected_outcome
 from deploy.reader import run_query
 from deploy.stack import up
 from producers import EventProducer, publish_lines
@@ -20,19 +21,8 @@ from tests.integration.test_pipeline_e2e import wait_for_pipeline
 
 pytestmark = pytest.mark.integration
 
-SESSIONS = """
-SELECT user_id, toUnixTimestamp64Milli(start), toUnixTimestamp64Milli(end), events, page_views, bounce
-FROM sessions FINAL WHERE NOT deleted ORDER BY user_id, start
-"""
-
-
 def expected_sessions(truth: GroundTruth) -> list[list]:
-    rows = [
-        [user_id, s.start, s.end, s.events, s.page_views, s.bounce]
-        for user_id, user in truth.users.items()
-        for s in user.sessions
-    ]
-    return sorted(rows)
+    return [list(row) for row in expected_outcome(truth).sessions]
 
 
 def post_ndjson(settings: Settings, body: bytes) -> int:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import orjson
 
-from pulse.settings import load_settings
 from pulse.outputs import SESSIONS, VALID_EVENTS
+from pulse.settings import load_settings
 from stream_jobs.runner import JobRunner, Output
 
 MINUTE = 60_000

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 import faust
 
@@ -110,7 +111,7 @@ class EventsAgent:
                 metrics.OUTPUT_DROPPED.inc()
                 log.error("dead letter %s (%s) refused for good and dropped: %s", letter.letter_id, letter.reason, refused)
 
-    async def _send(self, send) -> str | None:  # type: ignore[no-untyped-def]
+    async def _send(self, send: Callable[[], Awaitable[object]]) -> str | None:
         """Send, retrying transient failures with back-off; the reason if Kafka refuses for good."""
         delay = 0.5
         while True:

@@ -73,9 +73,9 @@ def topics_ready(settings: Settings) -> Settings:
 
 @pytest.fixture
 def pipeline(settings: Settings) -> Iterator[Settings]:
-    """Sink and worker running as background processes, stopped after the test."""
-    up(settings, log=lambda line: print(f"[stack] {line}"))
+    """Sink and worker running as background processes, stopped after the test (or after a failed start)."""
     try:
+        up(settings, log=lambda line: print(f"[stack] {line}"))
         yield settings
     finally:
         down(settings, log=lambda line: print(f"[stack] {line}"))

@@ -150,13 +150,29 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--clean", action="store_true", help="no late, resent or malformed lines")
     bench = command("bench", _bench, "measure the pipeline next to its ceilings and write a report",
                     "Start a broker of its own and measure, on simulated events: EventProducer throughput, the "
-                    "worker (validation alone, then all jobs) and the sink, event-to-queryable latency at half the "
-                    "sustained rate, and worker memory per active user; next to the raw confluent-kafka producer, "
-                    "raw aiokafka consumer and bare clickhouse-connect insert measured in the same run. Writes "
-                    "bench.json and bench.md to --out.")  # fmt: skip
+                    "worker (validation alone, then all jobs) and the sink on a backlog, event-to-queryable latency "
+                    "of live traffic at a steady rate (after the worker is ready, a probe event is queryable and a "
+                    "warm-up), worker memory per active user, and the pause of a rebalance with the largest --users "
+                    "level in state; next to the raw confluent-kafka producer, raw aiokafka consumer and bare "
+                    "clickhouse-connect insert measured in the same run. Writes bench.json and bench.md to --out. "
+                    "example: pulse bench --only live --live-rate 2000 --latency-seconds 20")  # fmt: skip
     bench.add_argument("--events", type=int, default=1_000_000, help="events to push through (default 1,000,000)")
     bench.add_argument("--users", default="100000,1000000", help="active-user levels for memory (default 100000,1000000)")
-    bench.add_argument("--latency-seconds", type=float, default=20.0, help="length of the latency run (default 20)")
+    bench.add_argument("--latency-seconds", type=float, default=20.0,
+                       help="length of the live latency run, after its warm-up (default 20)")  # fmt: skip
+    bench.add_argument("--live-rate", type=float, metavar="EVENTS_PER_S",
+                       help="steady rate of the live latency run (default: half the all-jobs rate through the sink "
+                            "measured in the same run, else 2000)")  # fmt: skip
+    bench.add_argument("--warmup-seconds", type=float, default=3.0,
+                       help="uncounted traffic at the live rate before the latency run (default 3)")  # fmt: skip
+    bench.add_argument("--only", metavar="PHASES",
+                       help="comma-separated phases to run, of: producer, ceilings, validate, backlog (the worker "
+                            "with all jobs on the events in Kafka), live (event-to-queryable latency), memory, "
+                            "rebalance (timer rebuild and a worker joining and leaving with the last --users level "
+                            "in state); default all")  # fmt: skip
+    bench.add_argument("--profile-seconds", type=float, default=10.0,
+                       help="py-spy the worker this long during the backlog phase if py-spy is installed; 0 skips "
+                            "(default 10)")  # fmt: skip
     bench.add_argument("--out", type=Path, default=Path("bench/results"), help="report directory (default bench/results)")
     command("collect", _collect, "run the HTTP collector in the foreground",
             "Accept events over HTTP: POST /v1/events (one event, a JSON array or NDJSON; at most 1,000 events "
@@ -326,14 +342,19 @@ def _simulate(args: argparse.Namespace, settings: Settings) -> int:
 def _bench(args: argparse.Namespace, settings: Settings) -> int:
     from deploy.benchmark import BenchConfig, run_benchmark
     from deploy.benchmark.report import rows
+    from deploy.benchmark.runner import PHASES
 
     config = BenchConfig(
         events=args.events,
         memory_users=tuple(int(users) for users in args.users.split(",")),
         latency_seconds=args.latency_seconds,
+        live_rate=args.live_rate,
+        warmup_seconds=args.warmup_seconds,
         out_dir=args.out,
+        profile_seconds=args.profile_seconds,
+        phases=tuple(phase.strip() for phase in args.only.split(",")) if args.only else PHASES,
     )
-    results = run_benchmark(settings, config, "pulse " + " ".join(sys.argv[1:]))
+    results = run_benchmark(settings, config, "pulse " + " ".join(sys.argv[1:]), log=lambda line: print(line, flush=True))
     for what, value, ceiling, ratio in rows(results):
         print(f"{what:60} {value:>32}  {ratio:>7} of {ceiling}")
     print(f"report: {args.out / 'bench.md'}")

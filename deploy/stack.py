@@ -1,7 +1,8 @@
 """The local stack in the background (``pulse up`` / ``pulse down``): broker, sink, worker.
 
 Each process gets a pid file under ``<data dir>/run`` and a log under ``<data dir>/logs``.
-``down`` stops only processes whose pid file we wrote and whose command line is ours.
+``down`` stops only processes whose pid file we wrote and whose command line is ours, the
+extra workers of :func:`add_worker` included.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from deploy.kafka_broker import BrokerConfig, LocalKafka
 from deploy.processes import alive, command_line, read_pid, terminate
@@ -25,6 +27,7 @@ from sinks.migrations import migrate
 
 Log = Callable[[str], None]
 STOP_TIMEOUT_S = 30.0
+EXTRA_WORKER_PREFIX = "worker-"  # extra workers are named worker-2, worker-3, ...: how down finds them
 
 
 class StackError(PulseError, RuntimeError):
@@ -83,16 +86,39 @@ def up(settings: Settings, log: Log = print, timeout: float = 90.0) -> None:
         log(f"{service.name} started (pid {pid}, log {_log_path(settings, service.name)})")
 
 
+def add_worker(settings: Settings, name: str, timeout: float = 90.0, **overrides: Any) -> int:
+    """Start one more worker in the consumer group of the pipeline ``settings`` describes; its pid once ready.
+
+    Scale-out: the group shares the events topic's partitions among its workers. The worker is
+    named ``name`` (``worker-2``, ...); its pid and log files sit next to the first worker's, so
+    ``down`` stops it too. ``overrides`` replace fields of ``settings`` for it alone and must
+    give it a status port (``worker_metrics_port``: readiness is asked there, so a shared port
+    would take another worker's answer for its own) and a Faust directory (``data_dir``) of
+    its own. Everything else, ``clickhouse_dsn`` included, stays the pipeline's.
+    """
+    if not name.startswith(EXTRA_WORKER_PREFIX):
+        raise StackError(f"an extra worker's name starts with {EXTRA_WORKER_PREFIX!r} (so down finds it): {name!r}")
+    worker = replace(settings, **overrides)
+    if worker.worker_metrics_port == settings.worker_metrics_port or worker.data_dir == settings.data_dir:
+        raise StackError(f"{name} needs a worker_metrics_port and a data_dir of its own")
+    if pid := _running_pid(settings, name):
+        raise StackError(f"{name} already running (pid {pid})")
+    service = replace(_service(worker, "worker"), name=name)
+    pid = _spawn(settings, service, runs_with=worker)
+    _wait_ready(settings, service, pid, timeout)
+    return pid
+
+
 def down(settings: Settings, log: Log = print) -> None:
     """Stop the stages in reverse order, then the local broker; each gets SIGTERM, then SIGKILL."""
-    for service in reversed(services(settings)):
-        pid = _running_pid(settings, service.name)
+    for name in _stop_order(settings):
+        pid = _running_pid(settings, name)
         if pid is None:
             continue
         if not terminate(pid, STOP_TIMEOUT_S):
-            raise StackError(f"{service.name} (pid {pid}) survived SIGKILL")
-        _pid_path(settings, service.name).unlink(missing_ok=True)
-        log(f"{service.name} stopped (pid {pid})")
+            raise StackError(f"{name} (pid {pid}) survived SIGKILL")
+        _pid_path(settings, name).unlink(missing_ok=True)
+        log(f"{name} stopped (pid {pid})")
     if settings.uses_local_kafka and local_kafka(settings).stop():
         log("kafka stopped")
 
@@ -111,10 +137,26 @@ def status(settings: Settings) -> dict[str, str]:
     return lines
 
 
-def _spawn(settings: Settings, service: Service) -> int:
+def _stop_order(settings: Settings) -> list[str]:
+    """The services in reverse start order, extra workers (pid files ``worker-*``) just before the first worker."""
+    extra = sorted(path.stem for path in settings.run_dir.glob(f"{EXTRA_WORKER_PREFIX}*.pid"))
+    names: list[str] = []
+    for service in reversed(services(settings)):
+        if service.name == "worker":
+            names += extra
+        names.append(service.name)
+    return names
+
+
+def _service(settings: Settings, name: str) -> Service:
+    return next(service for service in services(settings) if service.name == name)
+
+
+def _spawn(settings: Settings, service: Service, runs_with: Settings | None = None) -> int:
+    """Start ``service`` with pid and log files in ``settings``' directories and ``runs_with``'s settings (default: the same)."""
     settings.run_dir.mkdir(parents=True, exist_ok=True)
     settings.log_dir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, **settings.to_env()}
+    env = {**os.environ, **(runs_with or settings).to_env()}
     with _log_path(settings, service.name).open("ab") as log_file:
         process = subprocess.Popen(
             [sys.executable, "-m", "deploy.cli", service.command],

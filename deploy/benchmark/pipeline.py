@@ -1,59 +1,248 @@
-"""Measures of the running pipeline: throughput per stage, event-to-queryable latency, worker memory."""
+"""Measures of the running pipeline: throughput per stage, event-to-queryable latency, worker memory.
+
+The functions here read the pipeline only from outside (Kafka offsets, the worker's status
+page, the sink's ``/query``), so they measure any version of the worker the same way.
+"""
 
 from __future__ import annotations
 
+import re
 import time
+import urllib.error
+import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import orjson
 
 from deploy.consumer_lag import wait_caught_up
-from deploy.reader import run_query
+from deploy.reader import QueryError, run_query
 from producers import EventProducer
+from pulse.contract import Invalid
 from pulse.settings import Settings
 from pulse.topics import Topics
 
 CATCH_UP_S = 900.0
+READY_TIMEOUT_S = 120.0
+QUERYABLE_TIMEOUT_S = 180.0
 
 
-def timed_catch_up(settings: Settings) -> tuple[float, float]:
-    """Seconds until the worker, then the sink, have committed everything produced so far."""
+# --- the worker's status page ----------------------------------------------------------
+
+
+def _get(url: str, timeout: float = 2.0) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read().decode(errors="replace")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(errors="replace")
+
+
+def worker_ready(port: int) -> bool:
+    """Whether the worker on ``port`` says it is ready.
+
+    ``/readyz`` answers 200 ``{"status": "ready"}`` once it joined its group and restored its
+    state. A worker from before ``/readyz`` serves its metrics on every path: it counts as
+    ready once they show ``pulse_worker_started 1.0`` (agents started; it may still be
+    joining its group, which the probe after it waits out).
+    """
+    try:
+        status, body = _get(f"http://127.0.0.1:{port}/readyz")
+    except OSError:
+        return False
+    if "pulse_worker_started" in body:  # the old worker: metrics on every path, no /readyz
+        return "pulse_worker_started 1.0" in body
+    return status == 200 and '"ready"' in body
+
+
+def wait_worker_ready(port: int, timeout: float = READY_TIMEOUT_S) -> float:
+    """Block until the worker on ``port`` is ready; the seconds it took."""
+    started = time.monotonic()
+    while not worker_ready(port):
+        if time.monotonic() - started > timeout:
+            raise TimeoutError(f"the worker on port {port} was not ready after {timeout:.0f}s")
+        time.sleep(0.05)
+    return time.monotonic() - started
+
+
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$")
+
+
+def worker_metrics(port: int) -> dict[str, float]:
+    """The worker's Prometheus samples (``name{labels}`` -> value); empty if it does not answer."""
+    try:
+        status, body = _get(f"http://127.0.0.1:{port}/metrics")
+    except OSError:
+        return {}
+    samples: dict[str, float] = {}
+    for line in body.splitlines() if status == 200 else ():
+        if (match := _SAMPLE.match(line)) is not None:
+            samples[match.group(1) + (match.group(2) or "")] = float(match.group(3))
+    return samples
+
+
+# --- backlog ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CatchUp:
+    """Seconds from the start of the clock (the worker ready) to each point of a backlog run."""
+
+    first_event_s: float  # the worker's first event processed (pulse_events_in_total > 0)
+    worker_s: float  # the worker committed everything
+    sink_s: float  # then the sink committed everything
+
+    @property
+    def worker_busy_s(self) -> float:
+        """From the first event processed to the last committed: the worker's own rate, whatever its start-up."""
+        return self.worker_s - self.first_event_s
+
+
+def timed_catch_up(settings: Settings) -> CatchUp:
+    """Times until the worker processes its first event, then has committed everything, then the sink has."""
     topics = Topics.with_prefix(settings.topic_prefix)
     started = time.perf_counter()
+    deadline = time.monotonic() + CATCH_UP_S
+    while worker_metrics(settings.worker_metrics_port).get("pulse_events_in_total", 0) <= 0:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the worker processed no event in {CATCH_UP_S:.0f}s")
+        time.sleep(0.02)
+    first = time.perf_counter() - started
     wait_caught_up(settings.bootstrap, settings.worker_group, [topics.events], CATCH_UP_S, poll_s=0.1)
     worker_done = time.perf_counter() - started
     wait_caught_up(settings.bootstrap, settings.sink_group, topics.sink_inputs(), CATCH_UP_S, poll_s=0.1)
-    return worker_done, time.perf_counter() - started
+    return CatchUp(first, worker_done, time.perf_counter() - started)
 
 
-def live_events(rate: float, seconds: float) -> Iterator[dict]:
-    """Fresh page views stamped with the time they are made, at ``rate`` a second."""
-    run = uuid.uuid4().hex[:8]
+# --- event to queryable ----------------------------------------------------------------
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def count_queryable(settings: Settings, id_prefix: str) -> int:
+    """Distinct events whose id starts with ``id_prefix`` that a query sees now."""
+    try:
+        return int(run_query(settings, f"SELECT uniqExact(event_id) FROM events WHERE startsWith(event_id, {_quote(id_prefix)})").scalar())
+    except QueryError:
+        return 0
+
+
+def wait_queryable(settings: Settings, id_prefix: str, expected: int, timeout: float = QUERYABLE_TIMEOUT_S) -> float:
+    """Block until ``expected`` events with ids starting ``id_prefix`` are queryable; the seconds it took."""
+    started = time.monotonic()
+    while (seen := count_queryable(settings, id_prefix)) < expected:
+        if time.monotonic() - started > timeout:
+            raise TimeoutError(f"{seen} of {expected} events {id_prefix}* queryable after {timeout:.0f}s")
+        time.sleep(0.05)
+    return time.monotonic() - started
+
+
+def probe(settings: Settings, timeout: float = QUERYABLE_TIMEOUT_S) -> float:
+    """Produce one event and wait until a query sees it; the seconds from produce to queryable."""
+    event_id = f"probe-{uuid.uuid4().hex[:12]}"
+    started = time.monotonic()
+    with EventProducer.from_settings(settings) as producer:
+        producer.send({"event_id": event_id, "type": "login", "user_id": "bench-probe", "ts": time.time_ns() // 1_000_000})
+    wait_queryable(settings, event_id, 1, timeout)
+    return time.monotonic() - started
+
+
+def live_templates(lines: Sequence[bytes]) -> list[dict[str, Any]]:
+    """Decoded simulated lines to replay as live traffic (the mix of types, props and users of the simulator)."""
+    templates = []
+    for line in lines:
+        event = orjson.loads(line)
+        event.pop("server_received_at", None)
+        templates.append(event)
+    return templates
+
+
+def live_events(rate: float, seconds: float, templates: Sequence[dict[str, Any]] | None = None,
+                run: str | None = None, warmup_s: float = 0.0) -> Iterator[dict]:  # fmt: skip
+    """Events at ``rate`` a second for ``warmup_s`` + ``seconds``, each stamped with the time it is made.
+
+    ``ts`` (the event time) is the wall-clock millisecond the event is handed to the producer,
+    so ``inserted_at - ts`` in ClickHouse is its produce-to-queryable time. The events are the
+    ``templates`` in turn (simulated traffic; each run's users are its own), or page views of
+    5,000 users without them. Ids are ``warm-<run>-N`` during the warm-up and ``lat-<run>-N``
+    after it. The caller polls the producer in between: this generator sleeps only when it is
+    ahead of the rate.
+    """
+    run = run or uuid.uuid4().hex[:8]
     started = time.monotonic()
     count = 0
-    while (elapsed := time.monotonic() - started) < seconds:
+    while (elapsed := time.monotonic() - started) < warmup_s + seconds:
         due = int(elapsed * rate)
         while count < due:
-            yield {"event_id": f"lat-{run}-{count}", "type": "page_view", "user_id": f"lat-user-{count % 5000}",
-                   "ts": time.time_ns() // 1_000_000, "context": {"path": "/"}}  # fmt: skip
+            prefix = "warm" if time.monotonic() - started < warmup_s else "lat"
+            if templates:
+                event = dict(templates[count % len(templates)])
+                event["user_id"] = f"{run}-{event['user_id']}"
+            else:
+                event = {"type": "page_view", "user_id": f"lat-user-{count % 5000}", "context": {"path": "/"}}
+            event["event_id"] = f"{prefix}-{run}-{count}"
+            event["ts"] = time.time_ns() // 1_000_000
+            yield event
             count += 1
-        time.sleep(0.002)
+        yield {}  # a turn for the caller to poll the producer
 
 
-def latency_ms(settings: Settings, rate: float, seconds: float) -> dict[str, float]:
-    """Event produced -> row in ClickHouse, p50/p95/p99 in ms, at ``rate`` events a second."""
-    with EventProducer.from_settings(settings) as producer:
-        for event in live_events(rate, seconds):
-            producer.send(event)
-            producer.poll()
-    timed_catch_up(settings)
-    quantiles = run_query(
+def latency_quantiles(settings: Settings, id_prefix: str) -> dict[str, float]:
+    """p50/p95/p99/max of ``inserted_at - ts`` in ms over the events with ids starting ``id_prefix``."""
+    row = run_query(
         settings,
-        "SELECT quantilesExact(0.5, 0.95, 0.99)(toUnixTimestamp64Milli(inserted_at) - toUnixTimestamp64Milli(ts)), "
-        "count() FROM events WHERE startsWith(event_id, 'lat-')",
+        "SELECT quantilesExact(0.5, 0.95, 0.99)(ms), max(ms), count() FROM (SELECT event_id, "
+        "min(toUnixTimestamp64Milli(inserted_at)) - any(toUnixTimestamp64Milli(ts)) AS ms FROM events "
+        f"WHERE startsWith(event_id, {_quote(id_prefix)}) GROUP BY event_id)",
     ).rows[0]
-    p50, p95, p99 = quantiles[0]
-    return {"p50": p50, "p95": p95, "p99": p99, "events": quantiles[1]}
+    p50, p95, p99 = row[0]
+    return {"p50": p50, "p95": p95, "p99": p99, "max": row[1], "events": row[2]}
+
+
+def latency_ms(settings: Settings, rate: float, seconds: float, templates: Sequence[dict[str, Any]] | None = None,
+               warmup_s: float = 3.0, log: Any = None) -> dict[str, Any]:  # fmt: skip
+    """Event produced -> row queryable in ClickHouse, p50/p95/p99/max in ms, at a steady ``rate`` events a second.
+
+    Warm-up first: the worker ready, then one probe event queryable (the whole path works),
+    then ``warmup_s`` of traffic at the rate that is not counted; the ``seconds`` after it
+    are. Events go through :class:`EventProducer` with its normal linger, so records are as
+    small as live traffic makes them. Ends when every measured event is queryable.
+    """
+    ready_s = wait_worker_ready(settings.worker_metrics_port)
+    probe_s = probe(settings)
+    if log:
+        log(f"  worker ready after {ready_s:.1f}s more, probe event queryable in {probe_s:.2f}s; "
+            f"{warmup_s:.0f}s warm-up, then {seconds:.0f}s at {rate:,.0f} events/s")  # fmt: skip
+    run = uuid.uuid4().hex[:8]
+    measured = 0
+    first_ms = last_ms = 0
+    with EventProducer.from_settings(settings) as producer:
+        for event in live_events(rate, seconds, templates, run, warmup_s):
+            if not event:  # nothing due: serve callbacks, send batches past their linger
+                producer.poll(0.002)
+                continue
+            if isinstance(producer.send(event), Invalid):
+                raise RuntimeError(f"latency run: a template event is invalid: {event}")
+            if event["event_id"].startswith("lat-"):
+                measured += 1
+                last_ms = event["ts"]
+                first_ms = first_ms or last_ms
+            producer.poll()
+    if not producer.report.ok:
+        raise RuntimeError(f"latency run: events not delivered: {producer.report.errors}")
+    wait_queryable(settings, f"lat-{run}-", measured)
+    figures: dict[str, Any] = latency_quantiles(settings, f"lat-{run}-")
+    figures["achieved_eps"] = measured / max((last_ms - first_ms) / 1000, 1e-3)
+    figures["probe_s"] = probe_s
+    return figures
+
+
+# --- memory ----------------------------------------------------------------------------
 
 
 def users_events(first: int, count: int) -> Iterator[dict]:

@@ -23,29 +23,51 @@ def machine() -> dict[str, Any]:
 
 
 def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
-    """(what, value, ceiling, ratio) for the table."""
-    consumer = results["raw_consumer_eps"]
+    """(what, value, ceiling, ratio) for the table: a row per figure the run measured."""
+    consumer = results.get("raw_consumer_eps")
+    table: list[tuple[str, str, str, str]] = []
 
-    def rate(name: str, key: str, ceiling: float, ceiling_name: str) -> tuple[str, str, str, str]:
-        value = results[key]
-        return (name, f"{value:,.0f} events/s", f"{ceiling:,.0f} ({ceiling_name})", f"{value / ceiling:.1%}")
+    def rate(name: str, value: float | None, ceiling: float | None, ceiling_name: str) -> None:
+        if value is None:
+            return
+        if ceiling is None:
+            table.append((name, f"{value:,.0f} events/s", "-", "-"))
+        else:
+            table.append((name, f"{value:,.0f} events/s", f"{ceiling:,.0f} ({ceiling_name})", f"{value / ceiling:.1%}"))
 
-    table = [
-        rate("EventProducer (validate, batch, publish)", "producer_eps", results["raw_producer_eps"], "raw confluent-kafka producer"),
-        rate("worker, validation + de-duplication", "validate_worker_eps", consumer, "raw aiokafka consumer + orjson"),
-        rate("worker, all jobs (+ sessions)", "all_worker_eps", consumer, "raw aiokafka consumer + orjson"),
-        rate("all jobs and the sink, to ClickHouse", "all_sink_eps", consumer, "raw aiokafka consumer + orjson"),
-        rate("sink insert path", "all_sink_eps", results["raw_insert_eps"], "bare clickhouse-connect columnar insert"),
-    ]
-    latency = results["latency_ms"]
-    for q in ("p50", "p95", "p99"):
-        table.append((f"event-to-queryable latency {q} at {results['latency_rate_eps']:,.0f} events/s",
-                      f"{latency[q]:,.0f} ms", "5,000 ms (target, p99)", f"{latency[q] / 5000:.1%}"))  # fmt: skip
-    for users, figures in results["memory"].items():
+    raw_consumer = "raw aiokafka consumer + orjson"
+    rate("EventProducer (validate, batch, publish)", results.get("producer_eps"), results.get("raw_producer_eps"),
+         "raw confluent-kafka producer")  # fmt: skip
+    rate("worker, validation + de-duplication", results.get("validate_worker_eps"), consumer, raw_consumer)
+    rate("worker, all jobs (+ sessions)", results.get("all_worker_eps"), consumer, raw_consumer)
+    if "all_backlog" in results:
+        rate("worker, all jobs, from its first event", results["all_backlog"]["worker_busy_eps"], consumer, raw_consumer)
+    rate("all jobs and the sink, to ClickHouse", results.get("all_sink_eps"), consumer, raw_consumer)
+    if "all_sink_eps" in results and "raw_insert_eps" in results:
+        rate("sink insert path", results["all_sink_eps"], results["raw_insert_eps"], "bare clickhouse-connect columnar insert")
+    if "latency_ms" in results:
+        latency = results["latency_ms"]
+        for q in ("p50", "p95", "p99", "max"):
+            table.append((f"event-to-queryable latency {q} at {results['latency_rate_eps']:,.0f} events/s (live)",
+                          f"{latency[q]:,.0f} ms", "5,000 ms (target, p99)", f"{latency[q] / 5000:.1%}"))  # fmt: skip
+    for users, figures in results.get("memory", {}).items():
         if users != "baseline_rss":
             table.append((f"worker memory with {int(users):,} active users",
                           f"{figures['bytes_per_user']:,.0f} B/user ({figures['rss'] / 2**20:,.0f} MiB RSS)",
                           "2,048 B/user (target)", f"{figures['bytes_per_user'] / 2048:.1%}"))  # fmt: skip
+    if "timer_rebuild" in results:
+        rebuild = results["timer_rebuild"]
+        users = f"{rebuild['users']:,} users"
+        table.append((f"timer rebuild, longest event-loop block ({users}, in process)",
+                      f"{rebuild['max_step_s'] * 1000:,.0f} ms", "-", "-"))  # fmt: skip
+        table.append((f"timer rebuild, all partitions ({users}, in process)", f"{rebuild['total_s']:,.2f} s", "-", "-"))
+    if "rebalance" in results:
+        pause = results["rebalance"]
+        for change, what in (("join", "a second worker joins"), ("leave", "the second worker leaves")):
+            figures = pause[change]
+            table.append((f"rebalance pause, {what} ({pause['users_in_state']:,} users in state)",
+                          f"{figures['stalled_s']:,.1f} s (worst event {figures['max_latency_ms'] / 1000:,.1f} s)",
+                          "-", "-"))  # fmt: skip
     return table
 
 
@@ -60,7 +82,8 @@ def write_report(results: dict[str, Any], out_dir: Path, command: str) -> None:
         f"Machine: {document['machine']['cores']} cores, Python {document['machine']['python']}, "
         + ", ".join(f"{k} {v}" for k, v in document["machine"]["packages"].items()),
         "",
-        f"{results['events']:,} simulated events; the run took {results['seconds']:,.0f} s.",
+        f"Phases: {', '.join(results.get('phases', []))}; {results.get('events', 0):,} simulated events; "
+        f"the run took {results['seconds']:,.0f} s.",
         "",
         "| what | value | ceiling | ratio |",
         "|---|---|---|---|",

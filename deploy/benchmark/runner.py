@@ -1,4 +1,17 @@
-"""The benchmark run: one local broker, a scenario per measure, the report at the end."""
+"""The benchmark run: one local broker, a scenario per measure, the report at the end.
+
+Phases, in order (``BenchConfig.phases`` picks some; ``pulse bench --only live``):
+
+- ``producer``: ``EventProducer`` throughput on the simulated events;
+- ``ceilings``: the bare clients on the same data (confluent-kafka producer, aiokafka
+  consumer + orjson, clickhouse-connect columnar insert);
+- ``validate``, ``backlog``: the worker with validation alone, then with every job, on the
+  events already in Kafka (a backlog), and the sink behind it;
+- ``live``: event-to-queryable latency at a steady rate of live traffic, after a warm-up;
+- ``memory``: worker RSS with ``memory_users`` active users;
+- ``rebalance``: with the last ``memory_users`` users in state, the timer rebuild in process
+  (longest event-loop block, total) and a second worker joining and leaving (the pause traffic sees).
+"""
 
 from __future__ import annotations
 
@@ -30,18 +43,33 @@ from pulse.wire import encode_events
 
 Log = Callable[[str], None]
 
+PHASES = ("producer", "ceilings", "validate", "backlog", "live", "memory", "rebalance")
+DEFAULT_LIVE_RATE = 2_000.0  # events/s when no backlog rate was measured in the same run
+LIVE_TEMPLATES_MAX = 200_000  # simulated lines replayed (in turn) as live traffic
+
 
 @dataclass(frozen=True)
 class BenchConfig:
     events: int = 1_000_000
     memory_users: tuple[int, ...] = (100_000, 1_000_000)
     latency_seconds: float = 20.0
+    live_rate: float | None = None  # default: half the all-jobs rate through the sink, measured first
+    warmup_seconds: float = 3.0
     out_dir: Path = Path("bench/results")
     profile_seconds: float = 10.0  # py-spy of the worker during the all-jobs run; 0 skips it
+    phases: tuple[str, ...] = PHASES
+
+    def __post_init__(self) -> None:
+        unknown = set(self.phases) - set(PHASES)
+        if unknown or not self.phases:
+            raise ValueError(f"unknown phases {sorted(unknown)}; choose from {', '.join(PHASES)}")
+
+    def runs(self, phase: str) -> bool:
+        return phase in self.phases
 
 
 def run_benchmark(settings: Settings, config: BenchConfig, command: str, log: Log = print) -> dict[str, Any]:
-    """Measure everything and write ``bench.json`` and ``bench.md`` under ``config.out_dir``."""
+    """Measure the chosen phases and write ``bench.json`` and ``bench.md`` under ``config.out_dir``."""
     root = settings.data_dir / "bench"
     shutil.rmtree(root, ignore_errors=True)
     port, controller_port = free_ports(2)
@@ -58,72 +86,140 @@ def run_benchmark(settings: Settings, config: BenchConfig, command: str, log: Lo
 
 
 def _measure(base: Settings, bootstrap: str, root: Path, config: BenchConfig, log: Log) -> dict[str, Any]:
-    log(f"simulating {config.events} events ...")
-    lines = _lines(config.events)
-    events = [e for e in (validate(orjson.loads(line)) for line in lines) if isinstance(e, Event)]
-    n = len(events)
-    results: dict[str, Any] = {"events": n}
+    results: dict[str, Any] = {"phases": list(config.phases)}
+    clock = time.perf_counter()
 
-    produced = _scenario(base, bootstrap, root, "producer")
-    ensure_topics(produced)
-    started = time.perf_counter()
-    with EventProducer.from_settings(produced) as producer:
-        publish_lines(lines[:n], "bench", producer)
-    results["producer_eps"] = n / (time.perf_counter() - started)
-    log(f"EventProducer: {results['producer_eps']:,.0f} events/s")
+    def done(phase: str) -> None:
+        nonlocal clock
+        log(f"[{phase}] done in {time.perf_counter() - clock:.0f}s")
+        clock = time.perf_counter()
 
-    records = _records(events, produced.partitions)
-    raw_topic = f"{produced.topic_prefix}raw"
-    ensure_topics(replace(produced, topic_prefix=raw_topic + "."))
-    results["raw_producer_eps"] = n / ceilings.raw_confluent_producer(bootstrap, f"{raw_topic}.events", records)
-    results["raw_consumer_eps"] = n / ceilings.raw_aiokafka_consumer(
-        bootstrap, Topics.with_prefix(produced.topic_prefix).events, produced.partitions, n
-    )
-    results["raw_insert_eps"] = n / ceilings.bare_clickhouse_insert(str(root / "insert-ceiling"), [v for _, v in records])
-    log(f"ceilings: producer {results['raw_producer_eps']:,.0f}, consumer {results['raw_consumer_eps']:,.0f}, "
-        f"insert {results['raw_insert_eps']:,.0f} events/s")  # fmt: skip
+    lines: list[bytes] = []
+    n = 0
+    if any(config.runs(phase) for phase in ("producer", "ceilings", "validate", "backlog")):
+        log(f"[simulate] {config.events:,} events ...")
+        lines = _lines(config.events)
+        events = [e for e in (validate(orjson.loads(line)) for line in lines) if isinstance(e, Event)]
+        n = len(events)
+        results["events"] = n
+        done("simulate")
 
-    for job, sessions_on in (("validate", False), ("all", True)):
+    if config.runs("producer") or config.runs("ceilings"):
+        produced = _scenario(base, bootstrap, root, "producer")
+        ensure_topics(produced)
+        started = time.perf_counter()
+        with EventProducer.from_settings(produced) as producer:
+            publish_lines(lines[:n], "bench", producer)
+        results["producer_eps"] = n / (time.perf_counter() - started)
+        log(f"[producer] EventProducer: {results['producer_eps']:,.0f} events/s")
+        done("producer")
+        if config.runs("ceilings"):
+            records = _records(events, produced.partitions)
+            raw_topic = f"{produced.topic_prefix}raw"
+            ensure_topics(replace(produced, topic_prefix=raw_topic + "."))
+            results["raw_producer_eps"] = n / ceilings.raw_confluent_producer(bootstrap, f"{raw_topic}.events", records)
+            results["raw_consumer_eps"] = n / ceilings.raw_aiokafka_consumer(
+                bootstrap, Topics.with_prefix(produced.topic_prefix).events, produced.partitions, n
+            )
+            results["raw_insert_eps"] = n / ceilings.bare_clickhouse_insert(str(root / "insert-ceiling"), [v for _, v in records])
+            log(f"[ceilings] producer {results['raw_producer_eps']:,.0f}, consumer {results['raw_consumer_eps']:,.0f}, "
+                f"insert {results['raw_insert_eps']:,.0f} events/s")  # fmt: skip
+            done("ceilings")
+
+    for phase, job, sessions_on in (("validate", "validate", False), ("backlog", "all", True)):
+        if not config.runs(phase):
+            continue
+        log(f"[{phase}] the worker ({'validation alone' if job == 'validate' else 'all jobs'}) on a backlog of {n:,} events ...")
         scenario = _scenario(base, bootstrap, root, job, sessions=sessions_on)
         ensure_topics(scenario)
         with EventProducer.from_settings(scenario) as producer:
             publish_lines(lines[:n], "bench", producer)
         up(scenario, log=lambda _line: None)
+        pipeline.wait_worker_ready(scenario.worker_metrics_port)
         profile = _profile(scenario, root, config) if job == "all" else None
-        worker_s, sink_s = pipeline.timed_catch_up(scenario)
+        catch_up = pipeline.timed_catch_up(scenario)
         if profile:
             profile.wait()
-        results[f"{job}_worker_eps"] = n / worker_s
-        results[f"{job}_sink_eps"] = n / sink_s
+        results[f"{job}_worker_eps"] = n / catch_up.worker_s
+        results[f"{job}_sink_eps"] = n / catch_up.sink_s
+        results[f"{job}_backlog"] = {"first_event_s": catch_up.first_event_s, "worker_s": catch_up.worker_s,
+                                     "sink_s": catch_up.sink_s, "worker_busy_eps": n / catch_up.worker_busy_s}  # fmt: skip
         down(scenario, log=lambda _line: None)
-        log(f"{job}: worker {n / worker_s:,.0f} events/s, through the sink {n / sink_s:,.0f} events/s")
+        log(f"[{phase}] worker {n / catch_up.worker_s:,.0f} events/s ({n / catch_up.worker_busy_s:,.0f} from its first "
+            f"event, {catch_up.first_event_s:.1f}s after ready), through the sink {n / catch_up.sink_s:,.0f} events/s")  # fmt: skip
+        done(phase)
 
-    rate = results["all_sink_eps"] / 2
-    scenario = _scenario(base, bootstrap, root, "latency")
-    ensure_topics(scenario)
-    up(scenario, log=lambda _line: None)
-    results["latency_rate_eps"] = rate
-    results["latency_ms"] = pipeline.latency_ms(scenario, rate, config.latency_seconds)
-    down(scenario, log=lambda _line: None)
-    log(f"latency at {rate:,.0f} events/s: {results['latency_ms']}")
+    if config.runs("live"):
+        rate = config.live_rate or (results["all_sink_eps"] / 2 if "all_sink_eps" in results else DEFAULT_LIVE_RATE)
+        log(f"[live] event-to-queryable latency at {rate:,.0f} events/s for {config.latency_seconds:.0f}s ...")
+        needed = min(int(rate * (config.latency_seconds + config.warmup_seconds)) + 1, LIVE_TEMPLATES_MAX)
+        templates = pipeline.live_templates((lines if len(lines) >= needed else _lines(needed))[:needed])
+        scenario = _scenario(base, bootstrap, root, "latency")
+        ensure_topics(scenario)
+        up(scenario, log=lambda _line: None)
+        results["latency_rate_eps"] = rate
+        results["latency_ms"] = pipeline.latency_ms(scenario, rate, config.latency_seconds, templates,
+                                                    config.warmup_seconds, log=log)  # fmt: skip
+        down(scenario, log=lambda _line: None)
+        latency = results["latency_ms"]
+        log(f"[live] at {rate:,.0f} events/s ({latency['achieved_eps']:,.0f} achieved, {latency['events']:,} events): "
+            f"p50 {latency['p50']:,.0f} ms, p95 {latency['p95']:,.0f} ms, p99 {latency['p99']:,.0f} ms, "
+            f"max {latency['max']:,.0f} ms")  # fmt: skip
+        done("live")
 
-    scenario = _scenario(base, bootstrap, root, "memory")
-    ensure_topics(scenario)
-    up(scenario, log=lambda _line: None)
+    if config.runs("memory") or config.runs("rebalance"):
+        scenario = _scenario(base, bootstrap, root, "memory")
+        ensure_topics(scenario)
+        up(scenario, log=lambda _line: None)
+        try:
+            levels = config.memory_users if config.runs("memory") else config.memory_users[-1:]
+            _memory(scenario, levels, results, log)
+            if config.runs("memory"):
+                done("memory")
+            if config.runs("rebalance"):
+                _rebalance(base, scenario, root, levels[-1], results, log)
+                done("rebalance")
+        finally:
+            down(scenario, log=lambda _line: None)
+    return results
+
+
+def _memory(scenario: Settings, levels: tuple[int, ...], results: dict[str, Any], log: Log) -> None:
+    """Users with an open session each, level after level; the worker's RSS at each."""
     pid = int((scenario.run_dir / "worker.pid").read_text())
     baseline = pipeline.rss_bytes(pid)
     memory: dict[str, Any] = {"baseline_rss": baseline}
     users = 0
-    for target in config.memory_users:
+    for target in levels:
+        log(f"[memory] {target:,} active users ...")
         pipeline.publish(scenario, pipeline.users_events(users, target - users))
         users = target
         pipeline.timed_catch_up(scenario)
         rss = pipeline.rss_bytes(pid)
         memory[str(target)] = {"rss": rss, "bytes_per_user": (rss - baseline) / target}
-        log(f"{target} active users: worker RSS {rss / 2**20:,.0f} MiB, {(rss - baseline) / target:,.0f} B/user")
+        log(f"[memory] {target:,} active users: worker RSS {rss / 2**20:,.0f} MiB, {(rss - baseline) / target:,.0f} B/user")
     results["memory"] = memory
-    down(scenario, log=lambda _line: None)
-    return results
+
+
+def _rebalance(base: Settings, scenario: Settings, root: Path, users: int, results: dict[str, Any], log: Log) -> None:
+    """With ``users`` in the running worker's state: the timer rebuild in process, then a worker joining and leaving."""
+    from deploy.benchmark import rebalance
+
+    log(f"[rebalance] timer rebuild in process, {users:,} users in state ...")
+    rebuild = rebalance.measure_timer_rebuild(replace(base, partitions=scenario.partitions), users, scenario.partitions,
+                                              log=log)  # fmt: skip
+    results["timer_rebuild"] = rebuild
+    log(f"[rebalance] rebuild of {rebuild['users']:,} users' timers over {len(rebuild['partitions'])} partitions: "
+        f"{rebuild['total_s']:.2f}s in all, longest event-loop block {rebuild['max_step_s'] * 1000:,.0f} ms "
+        f"(first step of a partition, listing its keys; later steps at most {rebuild['max_later_step_s'] * 1000:,.0f} ms); "
+        f"listing one partition's keys alone {rebuild['key_scan_s'] * 1000:,.0f} ms")  # fmt: skip
+    log(f"[rebalance] a second worker joins, then leaves, {users:,} users in state ...")
+    pause = rebalance.rebalance_pause(scenario, root / "rebalance", users, log=log)
+    results["rebalance"] = pause
+    for change in ("join", "leave"):
+        figures = pause[change]
+        log(f"[rebalance] {change}: traffic paused for {figures['stalled_s']:.1f}s (worst event "
+            f"{figures['max_latency_ms']:,.0f} ms, normal p99 {pause['normal_p99_ms']:,.0f} ms)")  # fmt: skip
 
 
 def _lines(count: int) -> list[bytes]:

@@ -11,8 +11,8 @@ through :mod:`deploy.ground_truth`, the comparison ``pulse soak`` makes:
   worker joined a 2 + 2 split and got nothing, not even a standby).
 
 Not here yet: a worker added and one removed while the stream is published. That case lost
-one record's events (about 500 of 14,700) in 3 of 5 runs, SIGTERM and SIGKILL alike: an open
-bug of partitions moving between live workers, to be fixed with its test.
+one record's events (about 500 of 14,000) in 3 of 11 runs, with SIGTERM (2 of 6) and SIGKILL
+(1 of 5) alike: an open bug of partitions moving between live workers, to be fixed with its test.
 """
 
 from __future__ import annotations

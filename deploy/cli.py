@@ -152,12 +152,15 @@ def _parser() -> argparse.ArgumentParser:
                     "Start a broker of its own and measure, on simulated events: EventProducer throughput, the "
                     "worker (validation alone, then all jobs) and the sink on a backlog, event-to-queryable latency "
                     "of live traffic at a steady rate (after the worker is ready, a probe event is queryable and a "
-                    "warm-up), worker memory per active user, and the pause of a rebalance with the largest --users "
-                    "level in state; next to the raw confluent-kafka producer, raw aiokafka consumer and bare "
-                    "clickhouse-connect insert measured in the same run. Writes bench.json and bench.md to --out. "
+                    "warm-up), worker memory per active user, the timer rebuild after an assignment and (when asked "
+                    "for) the pause of a rebalance with --rebalance-users users in state; next to the raw "
+                    "confluent-kafka producer, raw aiokafka consumer and bare clickhouse-connect insert measured in "
+                    "the same run. Writes bench.json and bench.md to --out. "
                     "example: pulse bench --only live --live-rate 2000 --latency-seconds 20")  # fmt: skip
-    bench.add_argument("--events", type=int, default=1_000_000, help="events to push through (default 1,000,000)")
-    bench.add_argument("--users", default="100000,1000000", help="active-user levels for memory (default 100000,1000000)")
+    bench.add_argument("--events", type=int, default=500_000, help="events to push through (default 500,000)")
+    bench.add_argument("--users", default="100000,500000", help="active-user levels for memory (default 100000,500000)")
+    bench.add_argument("--rebalance-users", type=int, default=1_000_000, metavar="N",
+                       help="users in state for the rebuild and rebalance phases (default 1,000,000)")  # fmt: skip
     bench.add_argument("--latency-seconds", type=float, default=20.0,
                        help="length of the live latency run, after its warm-up (default 20)")  # fmt: skip
     bench.add_argument("--live-rate", type=float, metavar="EVENTS_PER_S",
@@ -168,8 +171,9 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--only", metavar="PHASES",
                        help="comma-separated phases to run, of: producer, ceilings, validate, backlog (the worker "
                             "with all jobs on the events in Kafka), live (event-to-queryable latency), memory, "
-                            "rebalance (timer rebuild and a worker joining and leaving with the last --users level "
-                            "in state); default all")  # fmt: skip
+                            "rebuild (the timers of --rebalance-users users rebuilt in process), rebalance (a second "
+                            "worker joins and leaves with --rebalance-users users in state; minutes with a million, "
+                            "so only when named); default all but rebalance")  # fmt: skip
     bench.add_argument("--profile-seconds", type=float, default=10.0,
                        help="py-spy the worker this long during the backlog phase if py-spy is installed; 0 skips "
                             "(default 10)")  # fmt: skip
@@ -342,17 +346,18 @@ def _simulate(args: argparse.Namespace, settings: Settings) -> int:
 def _bench(args: argparse.Namespace, settings: Settings) -> int:
     from deploy.benchmark import BenchConfig, run_benchmark
     from deploy.benchmark.report import rows
-    from deploy.benchmark.runner import PHASES
+    from deploy.benchmark.runner import DEFAULT_PHASES
 
     config = BenchConfig(
         events=args.events,
         memory_users=tuple(int(users) for users in args.users.split(",")),
+        rebalance_users=args.rebalance_users,
         latency_seconds=args.latency_seconds,
         live_rate=args.live_rate,
         warmup_seconds=args.warmup_seconds,
         out_dir=args.out,
         profile_seconds=args.profile_seconds,
-        phases=tuple(phase.strip() for phase in args.only.split(",")) if args.only else PHASES,
+        phases=tuple(phase.strip() for phase in args.only.split(",")) if args.only else DEFAULT_PHASES,
     )
     results = run_benchmark(settings, config, "pulse " + " ".join(sys.argv[1:]), log=lambda line: print(line, flush=True))
     for what, value, ceiling, ratio in rows(results):

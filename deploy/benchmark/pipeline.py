@@ -7,6 +7,7 @@ page, the sink's ``/query``), so they measure any version of the worker the same
 from __future__ import annotations
 
 import re
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -91,30 +92,62 @@ def worker_metrics(port: int) -> dict[str, float]:
 class CatchUp:
     """Seconds from the start of the clock (the worker ready) to each point of a backlog run."""
 
-    first_event_s: float  # the worker's first event processed (pulse_events_in_total > 0)
     worker_s: float  # the worker committed everything
     sink_s: float  # then the sink committed everything
+    steady_eps: float | None  # the worker's own rate, from its event counter between 10% and 90% of the backlog
 
-    @property
-    def worker_busy_s(self) -> float:
-        """From the first event processed to the last committed: the worker's own rate, whatever its start-up."""
-        return self.worker_s - self.first_event_s
+
+class _CounterSampler(threading.Thread):
+    """Reads the worker's ``pulse_events_in_total`` every ``period`` s: (seconds since ``started``, events)."""
+
+    def __init__(self, port: int, started: float, period: float = 0.25) -> None:
+        super().__init__(name="counter-sampler", daemon=True)
+        self.port, self.started, self.period = port, started, period
+        self.samples: list[tuple[float, float]] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            value = worker_metrics(self.port).get("pulse_events_in_total")
+            if value is not None:
+                self.samples.append((time.perf_counter() - self.started, value))
+            self.done.wait(self.period)
+
+    def steady_eps(self, low: float = 0.1, high: float = 0.9) -> float | None:
+        """Events a second between the moments the counter passed ``low`` and ``high`` of its last value
+        (None when the samples do not show both: a backlog too short, or mostly done before the clock)."""
+        final = self.samples[-1][1] if self.samples else 0.0
+
+        def passed(fraction: float) -> float | None:
+            target = final * fraction
+            for (t0, v0), (t1, v1) in zip(self.samples, self.samples[1:], strict=False):
+                if v0 <= target <= v1 and v1 > v0:
+                    return t0 + (t1 - t0) * (target - v0) / (v1 - v0)
+            return None
+
+        start, end = passed(low), passed(high)
+        return final * (high - low) / (end - start) if start is not None and end is not None and end > start else None
 
 
 def timed_catch_up(settings: Settings) -> CatchUp:
-    """Times until the worker processes its first event, then has committed everything, then the sink has."""
+    """Times until the worker, then the sink, have committed everything produced so far; the worker's steady rate.
+
+    The commit times start with the clock, when this is called: after ``up``, which returns once
+    the collector is up too, so the worker may have begun a second or so before. The steady
+    rate does not depend on when the clock starts.
+    """
     topics = Topics.with_prefix(settings.topic_prefix)
     started = time.perf_counter()
-    deadline = time.monotonic() + CATCH_UP_S
-    while worker_metrics(settings.worker_metrics_port).get("pulse_events_in_total", 0) <= 0:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"the worker processed no event in {CATCH_UP_S:.0f}s")
-        time.sleep(0.02)
-    first = time.perf_counter() - started
-    wait_caught_up(settings.bootstrap, settings.worker_group, [topics.events], CATCH_UP_S, poll_s=0.1)
-    worker_done = time.perf_counter() - started
+    sampler = _CounterSampler(settings.worker_metrics_port, started)
+    sampler.start()
+    try:
+        wait_caught_up(settings.bootstrap, settings.worker_group, [topics.events], CATCH_UP_S, poll_s=0.1)
+        worker_done = time.perf_counter() - started
+    finally:
+        sampler.done.set()
+        sampler.join()
     wait_caught_up(settings.bootstrap, settings.sink_group, topics.sink_inputs(), CATCH_UP_S, poll_s=0.1)
-    return CatchUp(first, worker_done, time.perf_counter() - started)
+    return CatchUp(worker_done, time.perf_counter() - started, sampler.steady_eps())
 
 
 # --- event to queryable ----------------------------------------------------------------
@@ -127,7 +160,11 @@ def _quote(text: str) -> str:
 def count_queryable(settings: Settings, id_prefix: str) -> int:
     """Distinct events whose id starts with ``id_prefix`` that a query sees now."""
     try:
-        return int(run_query(settings, f"SELECT uniqExact(event_id) FROM events WHERE startsWith(event_id, {_quote(id_prefix)})").scalar())
+        return int(
+            run_query(
+                settings, f"SELECT uniqExact(event_id) FROM events WHERE startsWith(event_id, {_quote(id_prefix)})"
+            ).scalar()
+        )
     except QueryError:
         return 0
 
@@ -147,7 +184,9 @@ def probe(settings: Settings, timeout: float = QUERYABLE_TIMEOUT_S) -> float:
     event_id = f"probe-{uuid.uuid4().hex[:12]}"
     started = time.monotonic()
     with EventProducer.from_settings(settings) as producer:
-        producer.send({"event_id": event_id, "type": "login", "user_id": "bench-probe", "ts": time.time_ns() // 1_000_000})
+        producer.send(
+            {"event_id": event_id, "type": "login", "user_id": "bench-probe", "ts": time.time_ns() // 1_000_000}
+        )
     wait_queryable(settings, event_id, 1, timeout)
     return time.monotonic() - started
 
@@ -226,8 +265,8 @@ def latency_ms(settings: Settings, rate: float, seconds: float, templates: Seque
             if not event:  # nothing due: serve callbacks, send batches past their linger
                 producer.poll(0.002)
                 continue
-            if isinstance(producer.send(event), Invalid):
-                raise RuntimeError(f"latency run: a template event is invalid: {event}")
+            if isinstance(checked := producer.send(event), Invalid):
+                raise ValueError(f"latency run: a template event is invalid ({checked.reason}): {event}")  # noqa: TRY004
             if event["event_id"].startswith("lat-"):
                 measured += 1
                 last_ms = event["ts"]

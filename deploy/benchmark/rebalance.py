@@ -45,7 +45,9 @@ RECORD_EVENTS = 500
 # --- in process: the rebuild alone -----------------------------------------------------------
 
 
-def build_state(settings: Settings, users: int, partitions: int, distinct: int = 20_000, log: Log = print) -> dict[bytes, bytes]:
+def build_state(
+    settings: Settings, users: int, partitions: int, distinct: int = 20_000, log: Log = print
+) -> dict[bytes, bytes]:
     """The runner's own state for ``users`` users (one login each, now), spread over ``partitions``.
 
     The first ``distinct`` users go through the runner (about 4,000 new users a second here);
@@ -77,7 +79,9 @@ def build_state(settings: Settings, users: int, partitions: int, distinct: int =
         user_id = f"mem-user-{n}"
         partition = partition_for(user_id, partitions)
         samples.append(user_key(partition, user_id))
-        batches[partition].append(orjson.dumps({"event_id": f"mem-{n}", "type": "login", "user_id": user_id, "ts": now}))
+        batches[partition].append(
+            orjson.dumps({"event_id": f"mem-{n}", "type": "login", "user_id": user_id, "ts": now})
+        )
         if len(batches[partition]) == RECORD_EVENTS:
             flush(partition)
     for partition in range(partitions):
@@ -130,6 +134,7 @@ def timer_rebuild(settings: Settings, store: dict[bytes, bytes], partitions: int
         "index_step": INDEX_STEP,
         "partitions": per_partition,
         "max_step_s": max(p["max_step_s"] for p in per_partition),
+        "max_first_step_s": max(p["first_step_s"] for p in per_partition),
         "max_later_step_s": max(p["max_later_step_s"] for p in per_partition),
         "total_s": sum(p["total_s"] for p in per_partition),
         "key_scan_s": scan_s,
@@ -141,7 +146,9 @@ def timer_rebuild(settings: Settings, store: dict[bytes, bytes], partitions: int
 
 def measure_timer_rebuild(settings: Settings, users: int, partitions: int, distinct: int = 20_000,
                           log: Log = print) -> dict[str, Any]:  # fmt: skip
-    log(f"  writing the state of {users:,} users with the runner ({min(users, distinct):,} distinct; in process, dict store) ...")
+    log(
+        f"  writing the state of {users:,} users with the runner ({min(users, distinct):,} distinct; in process, dict store) ..."
+    )
     started = time.perf_counter()
     store = build_state(settings, users, partitions, distinct, log)
     log(f"  state written in {time.perf_counter() - started:.0f}s: {len(store):,} keys, "
@@ -240,7 +247,11 @@ def _index_seconds(port: int) -> dict[str, float]:
         for name, value in samples.items() if name.startswith("pulse_timer_index_seconds_bucket")
     )  # fmt: skip
     longest_at_most = next((bound for bound, value in bounds if value >= count), float("inf")) if count else 0.0
-    return {"count": count, "sum_s": samples.get("pulse_timer_index_seconds_sum", 0.0), "longest_at_most_s": longest_at_most}
+    return {
+        "count": count,
+        "sum_s": samples.get("pulse_timer_index_seconds_sum", 0.0),
+        "longest_at_most_s": longest_at_most,
+    }
 
 
 def _delta(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
@@ -340,7 +351,9 @@ def main() -> None:
                                                  "in process (no broker).")  # fmt: skip
     parser.add_argument("--users", type=int, default=1_000_000)
     parser.add_argument("--partitions", type=int, default=4)
-    parser.add_argument("--distinct", type=int, default=20_000, help="users written by the runner; the rest copy their bytes")
+    parser.add_argument(
+        "--distinct", type=int, default=20_000, help="users written by the runner; the rest copy their bytes"
+    )
     args = parser.parse_args()
     settings = replace(load_settings({}), partitions=args.partitions)
     figures = measure_timer_rebuild(settings, args.users, args.partitions, args.distinct)

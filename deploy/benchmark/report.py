@@ -40,11 +40,17 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
          "raw confluent-kafka producer")  # fmt: skip
     rate("worker, validation + de-duplication", results.get("validate_worker_eps"), consumer, raw_consumer)
     rate("worker, all jobs (+ sessions)", results.get("all_worker_eps"), consumer, raw_consumer)
-    if "all_backlog" in results:
-        rate("worker, all jobs, from its first event", results["all_backlog"]["worker_busy_eps"], consumer, raw_consumer)
+    if results.get("all_backlog", {}).get("steady_eps"):
+        rate("worker, all jobs, steady (10% to 90% of the backlog)", results["all_backlog"]["steady_eps"], consumer,
+             raw_consumer)  # fmt: skip
     rate("all jobs and the sink, to ClickHouse", results.get("all_sink_eps"), consumer, raw_consumer)
     if "all_sink_eps" in results and "raw_insert_eps" in results:
-        rate("sink insert path", results["all_sink_eps"], results["raw_insert_eps"], "bare clickhouse-connect columnar insert")
+        rate(
+            "sink insert path",
+            results["all_sink_eps"],
+            results["raw_insert_eps"],
+            "bare clickhouse-connect columnar insert",
+        )
     if "latency_ms" in results:
         latency = results["latency_ms"]
         for q in ("p50", "p95", "p99", "max"):
@@ -82,8 +88,10 @@ def write_report(results: dict[str, Any], out_dir: Path, command: str) -> None:
         f"Machine: {document['machine']['cores']} cores, Python {document['machine']['python']}, "
         + ", ".join(f"{k} {v}" for k, v in document["machine"]["packages"].items()),
         "",
-        f"Phases: {', '.join(results.get('phases', []))}; {results.get('events', 0):,} simulated events; "
-        f"the run took {results['seconds']:,.0f} s.",
+        (
+            f"Phases: {', '.join(results.get('phases', []))}; {results.get('events', 0):,} simulated events; "
+            f"the run took {results['seconds']:,.0f} s."
+        ),
         "",
         "| what | value | ceiling | ratio |",
         "|---|---|---|---|",

@@ -9,8 +9,10 @@ Phases, in order (``BenchConfig.phases`` picks some; ``pulse bench --only live``
   events already in Kafka (a backlog), and the sink behind it;
 - ``live``: event-to-queryable latency at a steady rate of live traffic, after a warm-up;
 - ``memory``: worker RSS with ``memory_users`` active users;
-- ``rebalance``: with the last ``memory_users`` users in state, the timer rebuild in process
-  (longest event-loop block, total) and a second worker joining and leaving (the pause traffic sees).
+- ``rebuild``: the timer rebuild after an assignment, in process, with ``rebalance_users``
+  users' state: the longest the event loop is blocked by one step, and the total;
+- ``rebalance`` (not run by default: minutes with a million users): the running pipeline with
+  ``rebalance_users`` users in state, a second worker joins, then leaves; the pause traffic sees.
 """
 
 from __future__ import annotations
@@ -43,21 +45,23 @@ from pulse.wire import encode_events
 
 Log = Callable[[str], None]
 
-PHASES = ("producer", "ceilings", "validate", "backlog", "live", "memory", "rebalance")
+PHASES = ("producer", "ceilings", "validate", "backlog", "live", "memory", "rebuild", "rebalance")
+DEFAULT_PHASES = PHASES[:-1]  # a rebalance with a million users in state takes minutes: asked for by name
 DEFAULT_LIVE_RATE = 2_000.0  # events/s when no backlog rate was measured in the same run
 LIVE_TEMPLATES_MAX = 200_000  # simulated lines replayed (in turn) as live traffic
 
 
 @dataclass(frozen=True)
 class BenchConfig:
-    events: int = 1_000_000
-    memory_users: tuple[int, ...] = (100_000, 1_000_000)
+    events: int = 500_000
+    memory_users: tuple[int, ...] = (100_000, 500_000)
+    rebalance_users: int = 1_000_000
     latency_seconds: float = 20.0
     live_rate: float | None = None  # default: half the all-jobs rate through the sink, measured first
     warmup_seconds: float = 3.0
     out_dir: Path = Path("bench/results")
     profile_seconds: float = 10.0  # py-spy of the worker during the all-jobs run; 0 skips it
-    phases: tuple[str, ...] = PHASES
+    phases: tuple[str, ...] = DEFAULT_PHASES
 
     def __post_init__(self) -> None:
         unknown = set(self.phases) - set(PHASES)
@@ -121,7 +125,9 @@ def _measure(base: Settings, bootstrap: str, root: Path, config: BenchConfig, lo
             results["raw_consumer_eps"] = n / ceilings.raw_aiokafka_consumer(
                 bootstrap, Topics.with_prefix(produced.topic_prefix).events, produced.partitions, n
             )
-            results["raw_insert_eps"] = n / ceilings.bare_clickhouse_insert(str(root / "insert-ceiling"), [v for _, v in records])
+            results["raw_insert_eps"] = n / ceilings.bare_clickhouse_insert(
+                str(root / "insert-ceiling"), [v for _, v in records]
+            )
             log(f"[ceilings] producer {results['raw_producer_eps']:,.0f}, consumer {results['raw_consumer_eps']:,.0f}, "
                 f"insert {results['raw_insert_eps']:,.0f} events/s")  # fmt: skip
             done("ceilings")
@@ -129,7 +135,9 @@ def _measure(base: Settings, bootstrap: str, root: Path, config: BenchConfig, lo
     for phase, job, sessions_on in (("validate", "validate", False), ("backlog", "all", True)):
         if not config.runs(phase):
             continue
-        log(f"[{phase}] the worker ({'validation alone' if job == 'validate' else 'all jobs'}) on a backlog of {n:,} events ...")
+        log(
+            f"[{phase}] the worker ({'validation alone' if job == 'validate' else 'all jobs'}) on a backlog of {n:,} events ..."
+        )
         scenario = _scenario(base, bootstrap, root, job, sessions=sessions_on)
         ensure_topics(scenario)
         with EventProducer.from_settings(scenario) as producer:
@@ -142,11 +150,12 @@ def _measure(base: Settings, bootstrap: str, root: Path, config: BenchConfig, lo
             profile.wait()
         results[f"{job}_worker_eps"] = n / catch_up.worker_s
         results[f"{job}_sink_eps"] = n / catch_up.sink_s
-        results[f"{job}_backlog"] = {"first_event_s": catch_up.first_event_s, "worker_s": catch_up.worker_s,
-                                     "sink_s": catch_up.sink_s, "worker_busy_eps": n / catch_up.worker_busy_s}  # fmt: skip
+        results[f"{job}_backlog"] = {"worker_s": catch_up.worker_s, "sink_s": catch_up.sink_s,
+                                     "steady_eps": catch_up.steady_eps}  # fmt: skip
         down(scenario, log=lambda _line: None)
-        log(f"[{phase}] worker {n / catch_up.worker_s:,.0f} events/s ({n / catch_up.worker_busy_s:,.0f} from its first "
-            f"event, {catch_up.first_event_s:.1f}s after ready), through the sink {n / catch_up.sink_s:,.0f} events/s")  # fmt: skip
+        steady = f"{catch_up.steady_eps:,.0f}" if catch_up.steady_eps else "-"
+        log(f"[{phase}] worker {n / catch_up.worker_s:,.0f} events/s ({steady} steady, from 10% to 90% of the "
+            f"backlog), through the sink {n / catch_up.sink_s:,.0f} events/s")  # fmt: skip
         done(phase)
 
     if config.runs("live"):
@@ -167,17 +176,33 @@ def _measure(base: Settings, bootstrap: str, root: Path, config: BenchConfig, lo
             f"max {latency['max']:,.0f} ms")  # fmt: skip
         done("live")
 
+    if config.runs("rebuild"):
+        from deploy.benchmark import rebalance
+
+        log(f"[rebuild] timer rebuild in process, {config.rebalance_users:,} users in state ...")
+        results["timer_rebuild"] = rebuild = rebalance.measure_timer_rebuild(
+            base, config.rebalance_users, base.partitions, log=log
+        )
+        log(f"[rebuild] {rebuild['users']:,} users' timers over {len(rebuild['partitions'])} partitions: "
+            f"{rebuild['total_s']:.2f}s in all, longest event-loop block {rebuild['max_step_s'] * 1000:,.0f} ms "
+            f"(first steps, which list every key of the store: up to {rebuild['max_first_step_s'] * 1000:,.0f} ms, "
+            f"later steps up to {rebuild['max_later_step_s'] * 1000:,.0f} ms; listing the store's keys alone "
+            f"{rebuild['key_scan_s'] * 1000:,.0f} ms)")  # fmt: skip
+        done("rebuild")
+
     if config.runs("memory") or config.runs("rebalance"):
         scenario = _scenario(base, bootstrap, root, "memory")
         ensure_topics(scenario)
         up(scenario, log=lambda _line: None)
         try:
-            levels = config.memory_users if config.runs("memory") else config.memory_users[-1:]
+            levels = config.memory_users if config.runs("memory") else ()
+            if config.runs("rebalance") and (not levels or levels[-1] < config.rebalance_users):
+                levels = (*levels, config.rebalance_users)  # the state the rebalance moves
             _memory(scenario, levels, results, log)
             if config.runs("memory"):
                 done("memory")
             if config.runs("rebalance"):
-                _rebalance(base, scenario, root, levels[-1], results, log)
+                _rebalance(scenario, root, levels[-1], results, log)
                 done("rebalance")
         finally:
             down(scenario, log=lambda _line: None)
@@ -197,22 +222,16 @@ def _memory(scenario: Settings, levels: tuple[int, ...], results: dict[str, Any]
         pipeline.timed_catch_up(scenario)
         rss = pipeline.rss_bytes(pid)
         memory[str(target)] = {"rss": rss, "bytes_per_user": (rss - baseline) / target}
-        log(f"[memory] {target:,} active users: worker RSS {rss / 2**20:,.0f} MiB, {(rss - baseline) / target:,.0f} B/user")
+        log(
+            f"[memory] {target:,} active users: worker RSS {rss / 2**20:,.0f} MiB, {(rss - baseline) / target:,.0f} B/user"
+        )
     results["memory"] = memory
 
 
-def _rebalance(base: Settings, scenario: Settings, root: Path, users: int, results: dict[str, Any], log: Log) -> None:
-    """With ``users`` in the running worker's state: the timer rebuild in process, then a worker joining and leaving."""
+def _rebalance(scenario: Settings, root: Path, users: int, results: dict[str, Any], log: Log) -> None:
+    """With ``users`` in the running worker's state: a second worker joins, then leaves."""
     from deploy.benchmark import rebalance
 
-    log(f"[rebalance] timer rebuild in process, {users:,} users in state ...")
-    rebuild = rebalance.measure_timer_rebuild(replace(base, partitions=scenario.partitions), users, scenario.partitions,
-                                              log=log)  # fmt: skip
-    results["timer_rebuild"] = rebuild
-    log(f"[rebalance] rebuild of {rebuild['users']:,} users' timers over {len(rebuild['partitions'])} partitions: "
-        f"{rebuild['total_s']:.2f}s in all, longest event-loop block {rebuild['max_step_s'] * 1000:,.0f} ms "
-        f"(first step of a partition, listing its keys; later steps at most {rebuild['max_later_step_s'] * 1000:,.0f} ms); "
-        f"listing one partition's keys alone {rebuild['key_scan_s'] * 1000:,.0f} ms")  # fmt: skip
     log(f"[rebalance] a second worker joins, then leaves, {users:,} users in state ...")
     pause = rebalance.rebalance_pause(scenario, root / "rebalance", users, log=log)
     results["rebalance"] = pause

@@ -21,9 +21,10 @@ def test_bench_smoke(settings: Settings, tmp_path: Path) -> None:
     env.pop("KAFKA_BOOTSTRAP")  # the benchmark runs a broker of its own
     result = subprocess.run(
         [sys.executable, "-m", "deploy.cli", "bench", "--events", "5000", "--users", "300,600",
-         "--latency-seconds", "3", "--live-rate", "500", "--warmup-seconds", "1", "--profile-seconds", "0",
+         "--rebalance-users", "600", "--latency-seconds", "3", "--live-rate", "500", "--warmup-seconds", "1",
+         "--profile-seconds", "0", "--only", "producer,ceilings,validate,backlog,live,memory,rebuild,rebalance",
          "--out", str(out)],
-        env=env, capture_output=True, text=True, timeout=600,
+        env=env, capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     report = orjson.loads((out / "bench.json").read_bytes())
@@ -36,8 +37,12 @@ def test_bench_smoke(settings: Settings, tmp_path: Path) -> None:
     ])  # fmt: skip
     assert all(results[k] > 0 for k in rates)
     latency = results["latency_ms"]
-    assert results["latency_rate_eps"] == 500 and latency["events"] > 0 and latency["p50"] <= latency["p99"] <= latency["max"]
-    assert results["all_backlog"]["worker_busy_eps"] > 0
+    assert (
+        results["latency_rate_eps"] == 500
+        and latency["events"] > 0
+        and latency["p50"] <= latency["p99"] <= latency["max"]
+    )
+    assert "steady_eps" in results["all_backlog"]  # None when the short backlog is gone before the clock starts
     assert set(results["memory"]) == {"baseline_rss", "300", "600"}
     assert results["timer_rebuild"]["users"] == 600 and results["timer_rebuild"]["max_step_s"] > 0
     assert results["rebalance"]["users_in_state"] == 600
@@ -46,7 +51,7 @@ def test_bench_smoke(settings: Settings, tmp_path: Path) -> None:
     assert "| worker, all jobs (+ sessions) |" in table and report["machine"]["packages"]["faust-streaming"]
     assert "| event-to-queryable latency p99 at 500 events/s (live) |" in table
     assert "| rebalance pause, a second worker joins (600 users in state) |" in table
-    for phase in ("simulate", "producer", "ceilings", "validate", "backlog", "live", "memory", "rebalance"):
+    for phase in ("simulate", "producer", "ceilings", "validate", "backlog", "live", "memory", "rebuild", "rebalance"):
         assert f"[{phase}] done in" in result.stdout  # progress per phase
 
 
@@ -57,7 +62,7 @@ def test_bench_runs_only_the_phases_asked_for(settings: Settings, tmp_path: Path
     result = subprocess.run(
         [sys.executable, "-m", "deploy.cli", "bench", "--only", "live", "--live-rate", "300", "--latency-seconds", "2",
          "--warmup-seconds", "1", "--out", str(out)],
-        env=env, capture_output=True, text=True, timeout=300,
+        env=env, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     results = orjson.loads((out / "bench.json").read_bytes())["results"]

@@ -41,6 +41,10 @@ class OutputSpec:
     migration: str  # the sinks/migrations file (without .sql) that creates the table
     time_column: str | None = None  # event time (epoch ms) of a row, observed as end-to-end lag
 
+    def __hash__(self) -> int:
+        """By name: specs key every row the runner emits, and the generated hash walked every column each time."""
+        return hash(self.name)
+
     def topic(self, prefix: str) -> str:
         return f"{prefix}{self.topic_suffix}"
 

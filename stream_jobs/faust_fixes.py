@@ -1,5 +1,10 @@
-"""A correction to faust-streaming 0.15.3: seek the stream partitions *before* resuming them after recovery.
+"""Corrections to faust-streaming 0.15.3 where it loses or skips input records, applied on import.
 
+Each was found by a test of this project losing events; each is checked by a test that fails
+without it (``tests/integration/test_recovery_race.py``, ``test_scale_out.py``, and
+``tests/unit/test_faust_fixes.py``).
+
+**1. Seek the stream partitions before resuming them after recovery.**
 ``Recovery.on_recovery_completed`` (``faust/tables/recovery.py``) ends a rebalance that had
 state to restore like this: resume the stream partitions, *then* seek them to their
 committed offsets (an await: the fetcher started for the changelogs keeps running), then
@@ -10,18 +15,34 @@ already noted them as read: their re-fetched copies are dropped as duplicates
 ack bookkeeping then waits forever on the hole (the partition never commits again), or,
 with no committed offset yet, commits past it (records skipped). Upstream issue 596.
 
-A second hole sits in the same place: ``perform_seek`` (aiokafka's ``seek_to_committed``)
-does not seek a partition without a committed offset. While the changelogs were restored,
-aiokafka's prefetch may have moved such a partition's position anywhere, up to its end;
-the worker then started there, acked the first record it saw and committed past
-everything before it. Seen after a SIGKILL before the first commit.
+**2. Seek partitions without a committed offset too.** ``perform_seek`` (aiokafka's
+``seek_to_committed``) does not seek a partition without a committed offset. While the
+changelogs were restored, aiokafka's prefetch may have moved such a partition's position
+anywhere, up to its end; the worker then started there, acked the first record it saw and
+committed past everything before it. Seen after a SIGKILL before the first commit.
 
-The corrected order: seek while the stream partitions are still paused (those without a
-committed offset to their beginning, as ``auto_offset_reset="earliest"`` says), drop
-whatever the agents' queues hold, and only then resume them. Nothing else in the method
-changes. The
-patch is applied on import and only to the version it was written against: any other
-version refuses to run until this module has been checked against it.
+The corrected order for 1 and 2: seek while the stream partitions are still paused (those
+without a committed offset to their beginning, as ``auto_offset_reset="earliest"`` says),
+drop whatever the agents' queues hold, and only then resume them.
+
+**3. Fetch with a fixed set of partitions.** The consumer hands its *live* set of active
+partitions to the fetcher thread, whose aiokafka ``fetched_records(partitions)`` returns
+records of every assigned partition when that set is empty. When recovery pauses the
+changelog partitions while a fetch is pending, the set empties under it: records of the
+still paused stream partitions come back, move aiokafka's position past them, and are
+dropped by Faust as not active. After the seek of 1 that lost the next record for good,
+seen as one whole record missing when a worker joined or left a running group. The fetcher
+now gets a copy, taken when the fetch starts.
+
+**4. Never commit past a record that was not acknowledged.** ``Consumer._new_offset``
+commits the acknowledged offsets when the lowest is at most *one* above the committed
+offset, which is the next offset to read: one record that never reached an agent was
+committed over silently (what turned 3 into a loss), two or more held the commit. Here any
+hole holds it (without transactions or compaction there are no legitimate ones), so a
+missing record shows as a stalled partition, which ``/healthz`` reports, never as a loss.
+
+Only the version these were written against is patched: any other refuses to run until
+this module has been checked against it.
 """
 
 from __future__ import annotations
@@ -31,13 +52,16 @@ from typing import Any, cast
 
 import faust
 from faust.tables.recovery import Recovery
+from faust.transport.consumer import Consumer, ThreadDelegateConsumer
 from faust.transport.drivers.aiokafka import ensure_aiokafka_TP
+from faust.types import TP
 
 from pulse.errors import PulseError
 
 PINNED_FAUST = "0.15.3"
 
 upstream_on_recovery_completed = Recovery.on_recovery_completed
+upstream_new_offset = Consumer._new_offset
 
 
 class UnsupportedFaustError(PulseError):
@@ -83,6 +107,25 @@ async def on_recovery_completed(self: Recovery, generation_id: int = 0) -> None:
     self.log.info("Worker ready")
 
 
+async def getmany_from_fixed_partitions(self: ThreadDelegateConsumer, active_partitions: set[TP] | None,
+                                        timeout: float) -> Any:  # fmt: skip
+    """Upstream's ``_getmany`` with a copy of the active partitions (correction 3)."""
+    if active_partitions is None:  # a client-only app: every partition, as upstream
+        return await self._thread.getmany(None, timeout)
+    fixed = frozenset(active_partitions)
+    if not fixed:  # an empty set would mean every assigned partition to aiokafka
+        return {}
+    return await self._thread.getmany(fixed, timeout)  # type: ignore[arg-type]
+
+
+def new_offset_without_holes(self: Consumer, tp: TP) -> int | None:
+    """Upstream's ``_new_offset``, but any unacknowledged record holds the commit (correction 4)."""
+    acked, committed = self._acked[tp], self._committed_offset[tp]
+    if acked and committed is not None and not self._gap[tp] and min(acked) > committed:
+        return None  # the record at `committed` never reached an agent: hold, do not skip it
+    return upstream_new_offset(self, tp)
+
+
 def apply() -> None:
     """Install the corrected method; refuse any faust-streaming but the pinned one."""
     if faust.__version__ != PINNED_FAUST:
@@ -92,6 +135,8 @@ def apply() -> None:
             "before changing the pin"
         )
     Recovery.on_recovery_completed = on_recovery_completed  # type: ignore[method-assign]
+    ThreadDelegateConsumer._getmany = getmany_from_fixed_partitions  # type: ignore[method-assign]
+    Consumer._new_offset = new_offset_without_holes  # type: ignore[method-assign]
 
 
 apply()

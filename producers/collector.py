@@ -17,6 +17,13 @@ allowed skew are refused (``future_timestamp``). ``GET /healthz`` and ``GET /met
 A refused event's dead letter is named after the request body and the event's index in it
 (:func:`letter_id`), so the retry of a batch after a 503 resends letters the
 ``dead_letters`` table folds into one instead of adding a copy per attempt.
+
+Real traffic is many small requests at once, and the worker pays a fixed cost per Kafka
+record, so the events of concurrent requests are packed into shared records, one open record
+per partition, produced when full or ``collector.linger_ms`` after its first event
+(:class:`~producers.packing.RequestPacker` keeps the books). A request is answered once every
+record holding one of its events, and each of its dead letters, is confirmed; 503 as soon as
+one of them is refused or does not fit in the producer's queue.
 """
 
 from __future__ import annotations
@@ -30,7 +37,8 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
-from producers.event_producer import BackpressureError, EventProducer
+from producers.event_producer import EventProducer
+from producers.packing import PackedRecord, RequestPacker, Settled
 from pulse.contract import Event, Invalid
 from pulse.dead_letter import DeadLetter, now_ms
 from pulse.settings import Settings
@@ -50,6 +58,9 @@ class Collector:
         self._producer = producer
         self._polling = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="collector-delivery", daemon=True)
+        self._packer = RequestPacker(settings.producer, self._tuning.linger_ms / 1000)
+        self._answers: dict[int, asyncio.Future[str | None]] = {}  # by request id, until answered
+        self._linger_timer: asyncio.TimerHandle | None = None
 
     def application(self) -> web.Application:
         app = web.Application(client_max_size=self._tuning.max_body_bytes)
@@ -88,10 +99,7 @@ class Collector:
         if len(items) > self._tuning.max_events:
             return _too_large(f"{len(items)} events; at most {self._tuning.max_events} per request")
         events, letters, errors = self._check(body, items)
-        try:
-            error = await self._publish(events, letters)
-        except BackpressureError as exc:
-            error = str(exc)
+        error = await self._publish(events, letters)
         if error is not None:
             EVENTS.labels("retry").inc(len(items))
             return _json(503, {"error": f"Kafka unavailable: {error}"}, {"Retry-After": str(self._tuning.retry_after_s)})
@@ -131,18 +139,60 @@ class Collector:
         return events, letters, errors
 
     async def _publish(self, events: list[Event], letters: list[DeadLetter]) -> str | None:
-        """Hand the batch to Kafka and wait for the broker's verdict: None, or the error."""
+        """Pack the events with those of concurrent requests, send the dead letters, and wait for
+        the broker's verdict on every record holding any of them: None, or the error."""
         loop = asyncio.get_running_loop()
-        done: asyncio.Future[str | None] = loop.create_future()
-
-        def settle(error: str | None) -> None:
-            loop.call_soon_threadsafe(lambda: done.done() or done.set_result(error))
-
-        self._producer.publish_now(events, letters, settle)
+        lines = [self._producer.encode(event) for event in events]
+        request, full = self._packer.pack(lines, len(letters), loop.time())
+        answer = self._answers[request] = loop.create_future()
         try:
-            return await asyncio.wait_for(done, self._tuning.delivery_timeout_s + 1.0)
+            self._send_letters(request, letters)
+            self._produce([*full, *self._packer.due(loop.time())])
+            self._arm_linger_timer()
+            return await asyncio.wait_for(answer, self._tuning.delivery_timeout_s + 1.0)
         except TimeoutError:
             return f"no delivery confirmation within {self._tuning.delivery_timeout_s:.0f}s"
+        finally:
+            del self._answers[request]
+
+    # --- records and their outcomes (on the event loop) ---------------------------------
+
+    def _send_letters(self, request: int, letters: list[DeadLetter]) -> None:
+        loop = asyncio.get_running_loop()
+        for letter in letters:
+            self._producer.dead_letter_now(
+                letter, lambda error: loop.call_soon_threadsafe(self._letter_settled, request, error)
+            )
+
+    def _produce(self, records: list[PackedRecord]) -> None:
+        loop = asyncio.get_running_loop()
+        for record in records:
+            self._producer.produce_now(
+                record, lambda error, record=record: loop.call_soon_threadsafe(self._record_settled, record, error)
+            )
+
+    def _arm_linger_timer(self) -> None:
+        """Wake up when the oldest open record is due; an armed timer is never later than that."""
+        due = self._packer.next_due()
+        if due is not None and self._linger_timer is None:
+            self._linger_timer = asyncio.get_running_loop().call_at(due, self._on_linger)
+
+    def _on_linger(self) -> None:
+        self._linger_timer = None
+        self._produce(self._packer.due(asyncio.get_running_loop().time()))
+        self._arm_linger_timer()
+
+    def _record_settled(self, record: PackedRecord, error: str | None) -> None:
+        self._answer(self._packer.record_settled(record, error))
+
+    def _letter_settled(self, request: int, error: str | None) -> None:
+        self._answer(self._packer.letter_settled(request, error))
+
+    def _answer(self, outcomes: list[Settled]) -> None:
+        for settled in outcomes:
+            answer = self._answers.get(settled.request)
+            if answer is not None and not answer.done():  # gone or cancelled: the request timed out
+                answer.set_result(settled.error)
 
     # --- delivery callbacks -----------------------------------------------------------
 
@@ -151,6 +201,9 @@ class Collector:
         self._poller.start()
 
     async def _stop_polling(self, _app: web.Application) -> None:
+        if self._linger_timer is not None:
+            self._linger_timer.cancel()
+        self._produce(self._packer.drain())
         self._polling.clear()
         self._poller.join()
         self._producer.flush()

@@ -1,9 +1,9 @@
 """``EventProducer``: validated events into Kafka, several per record, keyed by user.
 
 Why batch: the stream jobs pay a fixed cost per Kafka record (about 270 µs in Faust), so
-events are packed into one NDJSON record per partition (see :mod:`pulse.wire`). The
-partition is chosen here with Kafka's default partitioner on ``user_id``, so a user's
-events always land together whichever client sent them.
+events are packed into one NDJSON record per partition (see :mod:`pulse.wire` and
+:mod:`producers.packing`). The partition is chosen here with Kafka's default partitioner
+on ``user_id``, so a user's events always land together whichever client sent them.
 
 Durability: the underlying confluent-kafka producer is idempotent with ``acks=all``;
 delivery callbacks count every record that failed, and :meth:`EventProducer.flush` says
@@ -15,7 +15,7 @@ instead of buffering without limit.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from producers.packing import OpenRecords, PackedRecord
 from pulse.contract import Event, Invalid, validate
 from pulse.dead_letter import DeadLetter
 from pulse.errors import PulseError
@@ -55,45 +56,6 @@ class DeliveryReport:
     @property
     def ok(self) -> bool:
         return self.events_failed == 0 and self.records_failed == 0
-
-
-@dataclass
-class _PartitionBatch:
-    """Encoded events bound for one record of one partition."""
-
-    lines: list[bytes] = field(default_factory=list)
-    size: int = 0
-    opened_at: float = field(default_factory=time.monotonic)
-
-    def fits(self, line: bytes, tuning: ProducerTuning) -> bool:
-        if not self.lines:
-            return True
-        return len(self.lines) < tuning.max_events_per_record and self.size + len(line) + 1 <= tuning.max_record_bytes
-
-    def add(self, line: bytes) -> None:
-        self.lines.append(line)
-        self.size += len(line) + 1
-
-    def value(self) -> bytes:
-        return b"\n".join(self.lines)
-
-
-class _Confirmation:
-    """Calls ``on_done(error or None)`` once every record of one ``publish_now`` call is settled."""
-
-    def __init__(self, records: int, on_done: Callable[[str | None], None]) -> None:
-        self._waiting = records
-        self._error: str | None = None
-        self._on_done = on_done
-        if records == 0:
-            on_done(None)
-
-    def settle(self, err: KafkaError | None) -> None:
-        if err is not None and self._error is None:
-            self._error = err.str()
-        self._waiting -= 1
-        if self._waiting == 0:
-            self._on_done(self._error)
 
 
 class EventProducer:
@@ -130,7 +92,7 @@ class EventProducer:
         self._partition_of: Callable[[str], int] = lru_cache(maxsize=100_000)(
             lambda user_id: partition_for(user_id, partitions)
         )
-        self._batches: dict[int, _PartitionBatch] = {}
+        self._open = OpenRecords(self._tuning, self._tuning.linger_ms / 1000)
         self.report = DeliveryReport()
 
     @classmethod
@@ -154,8 +116,13 @@ class EventProducer:
         if isinstance(checked, Invalid):
             self.send_dead_letter(DeadLetter.refused(orjson.dumps(event), checked, source="producer"))
             return checked
-        self._append(self._partition_of(checked.user_id), orjson.dumps(checked.to_dict()))
+        for record in self._open.add(*self.encode(checked), time.monotonic()).closed:
+            self._send_record(record)
         return checked
+
+    def encode(self, event: Event) -> tuple[int, bytes]:
+        """The partition of the event's user and the event as one NDJSON line."""
+        return self._partition_of(event.user_id), orjson.dumps(event.to_dict())
 
     def send_dead_letter(self, letter: DeadLetter) -> None:
         """Publish refused input with its reason; it is counted like any other record."""
@@ -167,60 +134,43 @@ class EventProducer:
             headers=letter.headers(),
         )
 
-    def publish_now(
-        self, events: Sequence[Event], letters: Sequence[DeadLetter], on_done: Callable[[str | None], None]
-    ) -> None:
-        """Produce these events (packed per partition) and dead letters at once, bypassing the batches.
+    def produce_now(self, record: PackedRecord, on_done: Callable[[str | None], None]) -> None:
+        """Produce one packed record of events at once, for callers that answer only when their
+        input is durable (the HTTP collector, which packs the records itself).
 
-        For callers that must answer only when their input is durable (the HTTP collector):
-        ``on_done(error)`` is called once, from whichever thread polls this producer, when the
-        broker has confirmed every record (``None``) or refused one (the error). When the
-        queue is full this raises :class:`BackpressureError` immediately instead of waiting;
-        records produced before that may still be delivered, so callers retry the whole call
-        and rely on ``event_id`` de-duplication.
+        ``on_done(error)`` is called exactly once: with ``None`` when the broker confirmed the
+        record, or with the error when it refused it, from whichever thread polls this producer;
+        or before this returns when librdkafka refuses the record outright (its queue is full:
+        back-pressure, never a wait; or the record is too large).
         """
-        records: list[tuple[int, _PartitionBatch]] = []
-        open_batches: dict[int, _PartitionBatch] = {}
-        for event in events:
-            partition, line = self._partition_of(event.user_id), orjson.dumps(event.to_dict())
-            batch = open_batches.setdefault(partition, _PartitionBatch())
-            if not batch.fits(line, self._tuning):
-                records.append((partition, batch))
-                batch = open_batches[partition] = _PartitionBatch()
-            batch.add(line)
-        records.extend(open_batches.items())
-        confirmation = _Confirmation(len(records) + len(letters), on_done)
-        for partition, batch in records:
-            count = len(batch.lines)
+        count = len(record.lines)
 
-            def settle_events(err: KafkaError | None, msg: Message, count: int = count) -> None:
-                self._on_events_delivery(err, msg, count)
-                confirmation.settle(err)
+        def settle(err: KafkaError | None, msg: Message) -> None:
+            self._on_events_delivery(err, msg, count)
+            on_done(None if err is None else err.str())
 
-            self._produce(self._topics.events, partition, batch.value(), on_delivery=settle_events, wait=False)
-        for letter in letters:
+        self._produce_now(self._topics.events, record.partition, record.value(), None, settle, on_done)
 
-            def settle_letter(err: KafkaError | None, msg: Message) -> None:
-                self._on_dead_letter_delivery(err, msg)
-                confirmation.settle(err)
+    def dead_letter_now(self, letter: DeadLetter, on_done: Callable[[str | None], None]) -> None:
+        """Produce one dead letter at once; ``on_done`` is called as by :meth:`produce_now`."""
 
-            self._produce(
-                self._topics.dead_letters, None, letter.raw, on_delivery=settle_letter, headers=letter.headers(), wait=False
-            )
+        def settle(err: KafkaError | None, msg: Message) -> None:
+            self._on_dead_letter_delivery(err, msg)
+            on_done(None if err is None else err.str())
+
+        self._produce_now(self._topics.dead_letters, None, letter.raw, letter.headers(), settle, on_done)
 
     def poll(self, timeout: float = 0.0) -> None:
         """Serve delivery callbacks (waiting up to ``timeout`` s for one) and send batches
         that have waited ``linger_ms``."""
-        deadline = time.monotonic() - self._tuning.linger_ms / 1000
-        for partition, batch in list(self._batches.items()):
-            if batch.opened_at <= deadline:
-                self._send_batch(partition)
+        for record in self._open.due(time.monotonic()):
+            self._send_record(record)
         self._producer.poll(timeout)
 
     def flush(self, timeout: float = 60.0) -> DeliveryReport:
         """Send every open batch and wait until the broker confirmed or refused all records."""
-        for partition in list(self._batches):
-            self._send_batch(partition)
+        for record in self._open.drain():
+            self._send_record(record)
         remaining = self._producer.flush(timeout)
         if remaining:
             self._note_error(f"{remaining} records still unconfirmed after {timeout:.0f}s")
@@ -244,24 +194,12 @@ class EventProducer:
             raise MissingTopicError(f"topic {topic!r} does not exist; create it with `pulse topics` or `pulse up`")
         return len(found.partitions)
 
-    def _append(self, partition: int, line: bytes) -> None:
-        batch = self._batches.setdefault(partition, _PartitionBatch())
-        if not batch.fits(line, self._tuning):
-            self._send_batch(partition)
-            batch = self._batches[partition] = _PartitionBatch()
-        batch.add(line)
-        if len(batch.lines) >= self._tuning.max_events_per_record:
-            self._send_batch(partition)
-
-    def _send_batch(self, partition: int) -> None:
-        batch = self._batches.pop(partition, None)
-        if not batch or not batch.lines:
-            return
-        count = len(batch.lines)
+    def _send_record(self, record: PackedRecord) -> None:
+        count = len(record.lines)
         self._produce(
             self._topics.events,
-            partition,
-            batch.value(),
+            record.partition,
+            record.value(),
             on_delivery=lambda err, msg: self._on_events_delivery(err, msg, count),
         )
 
@@ -291,6 +229,23 @@ class EventProducer:
                         "Kafka producer queue is full (broker unreachable or slower than the input)"
                     ) from None
                 self._producer.poll(0.05)
+
+    def _produce_now(
+        self,
+        topic: str,
+        partition: int | None,
+        value: bytes,
+        headers: list[tuple[str, bytes]] | None,
+        on_delivery: Callable[[KafkaError | None, Message], None],
+        on_done: Callable[[str | None], None],
+    ) -> None:
+        """Hand one record to librdkafka without waiting; a refusal there goes to ``on_done`` at once."""
+        try:
+            self._produce(topic, partition, value, on_delivery=on_delivery, headers=headers, wait=False)
+        except BackpressureError as exc:
+            on_done(str(exc))
+        except KafkaException as exc:
+            on_done(exc.args[0].str())
 
     def _on_events_delivery(self, err: KafkaError | None, _msg: Message, count: int) -> None:
         if err is None:

@@ -88,12 +88,15 @@ class ValidationTuning:
 
 @dataclass(frozen=True)
 class CollectorTuning:
-    """Limits and timeouts of the HTTP collector."""
+    """Limits, timeouts and packing of the HTTP collector."""
 
     max_events: int = 1_000
     max_body_bytes: int = 1_048_576
     delivery_timeout_s: float = 10.0
     retry_after_s: int = 5
+    # the events of concurrent requests share one open record per partition, produced when full
+    # or this long after its first event: a request's answer waits this much longer at most
+    linger_ms: int = 5
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Corrections to faust-streaming 0.15.3 where it loses or skips input records, applied on import.
+"""Corrections to faust-streaming 0.15.3 where it loses, skips or stalls on input records, applied on import.
 
 Each was found by a test of this project losing events; each is checked by a test that fails
 without it (``tests/integration/test_recovery_race.py``, ``test_scale_out.py``, and
@@ -25,14 +25,24 @@ The corrected order for 1 and 2: seek while the stream partitions are still paus
 without a committed offset to their beginning, as ``auto_offset_reset="earliest"`` says),
 drop whatever the agents' queues hold, and only then resume them.
 
-**3. Fetch with a fixed set of partitions.** The consumer hands its *live* set of active
-partitions to the fetcher thread, whose aiokafka ``fetched_records(partitions)`` returns
-records of every assigned partition when that set is empty. When recovery pauses the
-changelog partitions while a fetch is pending, the set empties under it: records of the
-still paused stream partitions come back, move aiokafka's position past them, and are
-dropped by Faust as not active. After the seek of 1 that lost the next record for good,
-seen as one whole record missing when a worker joined or left a running group. The fetcher
-now gets a copy, taken when the fetch starts.
+**3. Never let aiokafka consume what Faust then drops.** Faust's fetch runs in a thread of
+its own; what it returns is dropped, unseen, when the flow was stopped or the partition
+paused meanwhile, yet aiokafka's position has moved past it. Two cases lost records:
+
+- the consumer handed the thread its *live* set of active partitions, and aiokafka's
+  ``fetched_records(partitions)`` returns every assigned partition when that set is empty.
+  When recovery paused the changelog partitions while a fetch was pending, the set emptied
+  under it: records of the still paused stream partitions came back and were dropped. After
+  the seek of 1 that lost the next record for good, seen as one whole record missing when a
+  worker joined or left a running group;
+- a fetch pending across a rebalance returned records read *after* recovery's seek of a
+  changelog partition (a standby becoming active, read from 0) while the flow was still
+  stopped: all of them dropped, and recovery waited forever for offsets already consumed
+  ("Still fetching changelog topics ... remaining" forever, seen in the benchmark's rebalance).
+
+The thread now gets a copy of the set, taken when the fetch starts; and whatever Faust would
+drop is withheld and the partition put back where the batch began, unless a seek moved it
+since (that seek wins).
 
 **4. Never commit past a record that was not acknowledged.** ``Consumer._new_offset``
 commits the acknowledged offsets when the lowest is at most *one* above the committed
@@ -48,6 +58,7 @@ this module has been checked against it.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any, cast
 
 import faust
@@ -109,13 +120,35 @@ async def on_recovery_completed(self: Recovery, generation_id: int = 0) -> None:
 
 async def getmany_from_fixed_partitions(self: ThreadDelegateConsumer, active_partitions: set[TP] | None,
                                         timeout: float) -> Any:  # fmt: skip
-    """Upstream's ``_getmany`` with a copy of the active partitions (correction 3)."""
+    """Upstream's ``_getmany`` with a copy of the active partitions, giving back what Faust would drop (correction 3)."""
     if active_partitions is None:  # a client-only app: every partition, as upstream
         return await self._thread.getmany(None, timeout)
     fixed = frozenset(active_partitions)
     if not fixed:  # an empty set would mean every assigned partition to aiokafka
         return {}
-    return await self._thread.getmany(fixed, timeout)  # type: ignore[arg-type]
+    records = await self._thread.getmany(fixed, timeout)  # type: ignore[arg-type]
+    live = self._get_active_partitions()
+    dropped = {tp: (batch[0].offset, batch[-1].offset + 1) for tp, batch in records.items()
+               if batch and (not self.flow_active or tp not in live)}  # fmt: skip
+    if not dropped:
+        return records
+    await self._thread.call_thread(rewind_unless_moved, self._thread, dropped)
+    return {tp: batch for tp, batch in records.items() if tp not in dropped}
+
+
+async def rewind_unless_moved(thread: Any, spans: Mapping[Any, tuple[int, int]]) -> None:
+    """In the consumer thread: put each partition back at ``first`` if it still stands at ``after``.
+
+    ``after`` is where taking the withheld batch left the partition; anywhere else, a seek
+    came in between (a rebalance's), and that seek wins.
+    """
+    consumer = thread._ensure_consumer()
+    subscription = consumer._subscription.subscription
+    assignment = subscription.assignment if subscription is not None else None
+    for tp, (first, after) in spans.items():
+        state = assignment.state_value(tp) if assignment is not None else None
+        if state is not None and state.has_valid_position and state.position == after:
+            consumer.seek(tp, first)
 
 
 def new_offset_without_holes(self: Consumer, tp: TP) -> int | None:

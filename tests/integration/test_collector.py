@@ -11,6 +11,8 @@ import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -47,18 +49,27 @@ def post(settings: Settings, body: bytes, key: str | None = None) -> tuple[int, 
         return exc.code, orjson.loads(exc.read()), exc.headers
 
 
-@pytest.fixture
-def collector(topics_ready: Settings, tmp_path: Path) -> Iterator[Settings]:
-    """A collector process with a write key, on the session broker."""
-    settings = dataclasses.replace(topics_ready, write_keys=frozenset({"k1", "k2"}))
+@contextmanager
+def running_collector(settings: Settings) -> Iterator[None]:
+    """A collector process on ``settings``, healthy inside the block and stopped after it."""
     process = subprocess.Popen(
         [sys.executable, "-m", "deploy.cli", "collect"], env={**os.environ, **settings.to_env()},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
-    wait_healthy(settings, process)
-    yield settings
-    process.terminate()
-    process.wait(30)
+    try:
+        wait_healthy(settings, process)
+        yield
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+@pytest.fixture
+def collector(topics_ready: Settings) -> Iterator[Settings]:
+    """A collector process with a write key, on the session broker."""
+    settings = dataclasses.replace(topics_ready, write_keys=frozenset({"k1", "k2"}))
+    with running_collector(settings):
+        yield settings
 
 
 def wait_healthy(settings: Settings, process: subprocess.Popen[bytes]) -> None:
@@ -139,25 +150,51 @@ def test_unavailable_kafka_gives_503_with_retry_after(tmp_path: Path) -> None:
         }
     )  # fmt: skip
     ensure_topics(settings)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "deploy.cli", "collect"], env={**os.environ, **settings.to_env()},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
     try:
-        wait_healthy(settings, process)
-        assert post(settings, orjson.dumps(event(30)))[0] == 202
-        broker.stop()
-        started = time.monotonic()
-        status, answer, headers = post(settings, orjson.dumps(event(31)))
-        assert status == 503 and headers["Retry-After"] == "7"
-        assert answer["error"].startswith("Kafka unavailable")
-        assert time.monotonic() - started < 10
-        # more records than the producer's queue holds: refused at once, not queued without bound
-        started = time.monotonic()
-        status, answer, _ = post(settings, orjson.dumps([event(i) for i in range(40, 60)]))
-        assert (status, answer["error"]) == (503, "Kafka unavailable: Kafka producer queue is full (broker unreachable or slower than the input)")
-        assert time.monotonic() - started < 2
+        with running_collector(settings):
+            assert post(settings, orjson.dumps(event(30)))[0] == 202
+            broker.stop()
+            started = time.monotonic()
+            status, answer, headers = post(settings, orjson.dumps(event(31)))
+            assert status == 503 and headers["Retry-After"] == "7"
+            assert answer["error"].startswith("Kafka unavailable")
+            assert time.monotonic() - started < 10
+            # more records than the producer's queue holds: refused at once, not queued without bound
+            started = time.monotonic()
+            status, answer, _ = post(settings, orjson.dumps([event(i) for i in range(40, 60)]))
+            assert (status, answer["error"]) == (503, "Kafka unavailable: Kafka producer queue is full (broker unreachable or slower than the input)")
+            assert time.monotonic() - started < 2
     finally:
-        process.terminate()
-        process.wait(30)
         broker.stop()
+
+
+def test_concurrent_requests_share_records(topics_ready: Settings, tmp_path: Path) -> None:
+    """16 clients post 20 requests of 10 events each, side by side: every request is answered 202,
+    every event is in Kafka once, and the requests' events were packed into shared records.
+
+    The linger is set longer than this shared two-core machine may take to read one round of
+    16 requests, so what is measured is packing, not the machine's speed: with the default
+    5 ms, how many requests meet in one record depends on how fast they come in.
+    """
+    clients, requests, per_request = 16, 20, 10
+    config = tmp_path / "pulse.yaml"
+    config.write_text("collector:\n  linger_ms: 50\n")
+    settings = dataclasses.replace(topics_ready, config_file=config)
+
+    def client(number: int) -> list[tuple[int, dict[str, Any]]]:
+        answers = []
+        for request in range(requests):
+            batch = [
+                {"event_id": f"p{number}-{request}-{i}", "type": "login", "user_id": f"u{number}-{i}", "ts": NOW_MS}
+                for i in range(per_request)
+            ]
+            answers.append(post(settings, orjson.dumps(batch))[:2])
+        return answers
+
+    with running_collector(settings), ThreadPoolExecutor(clients) as pool:
+        answers = [answer for answers in pool.map(client, range(clients)) for answer in answers]
+    assert answers == [(202, {"accepted": per_request})] * (clients * requests)
+    records = read_all(settings.bootstrap, Topics.with_prefix(settings.topic_prefix).events, 1)
+    sent = sorted(f"p{c}-{r}-{i}" for c in range(clients) for r in range(requests) for i in range(per_request))
+    assert sorted(orjson.loads(line)["event_id"] for value, _ in records for line in value.split(b"\n")) == sent
+    assert len(records) < clients * requests / 2, f"{len(records)} records for {clients * requests} requests"

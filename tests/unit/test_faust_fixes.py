@@ -2,16 +2,18 @@
 
 Corrections 1 and 2 (the order of the post-recovery seek) are only visible with a broker:
 ``tests/integration/test_recovery_race.py``. Correction 3 is seen end to end in
-``tests/integration/test_scale_out.py``; here, what it guarantees: the set the fetcher
-filters by cannot change or empty under a pending fetch.
+``tests/integration/test_scale_out.py`` and the benchmark's rebalance; here, what it
+guarantees: the set the fetcher filters by cannot change or empty under a pending fetch, and
+a batch Faust would drop is read again, unless a seek has moved its partition since.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import Callable
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, NamedTuple
 
 from faust.types import TP
 from intervaltree import IntervalTree
@@ -22,43 +24,102 @@ STREAM = TP("events", 1)
 CHANGELOG = TP("state-changelog", 1)
 
 
-class PendingFetch:
-    """A fetcher thread whose fetch waits until released, keeping the partitions it was given."""
+class Record(NamedTuple):
+    offset: int
 
-    def __init__(self) -> None:
+
+class PartitionState:
+    """aiokafka's position of one partition."""
+
+    def __init__(self, position: int) -> None:
+        self.position = position
+        self.has_valid_position = True
+
+
+class AiokafkaConsumer:
+    """The few parts of aiokafka's consumer the rewind reads and calls: positions and ``seek``."""
+
+    def __init__(self, positions: dict[TP, int]) -> None:
+        self.states = {tp: PartitionState(position) for tp, position in positions.items()}
+        self._subscription = SimpleNamespace(subscription=SimpleNamespace(assignment=SimpleNamespace(
+            state_value=self.states.get)))  # fmt: skip
+        self.seeks: list[tuple[TP, int]] = []
+
+    def seek(self, tp: TP, offset: int) -> None:
+        self.seeks.append((tp, offset))
+        self.states[tp].position = offset
+
+
+class FetcherThread:
+    """Faust's consumer thread: a fetch that waits until released, and calls run on it."""
+
+    def __init__(self, batches: dict[TP, list[int]]) -> None:
+        self.batches = batches
         self.given: Any = "not called"
         self.release = asyncio.Event()
+        self.consumer = AiokafkaConsumer({tp: offsets[-1] + 1 for tp, offsets in batches.items()})
 
-    async def getmany(self, partitions: Any, timeout: float) -> dict[TP, list[int]]:
+    async def getmany(self, partitions: Any, timeout: float) -> dict[TP, list[Record]]:
         self.given = partitions
         await self.release.wait()
-        return {tp: [0] for tp in partitions or ()}
+        return {tp: [Record(o) for o in offsets] for tp, offsets in self.batches.items() if tp in (partitions or ())}
+
+    async def call_thread(self, fun: Any, *args: Any) -> Any:
+        return await fun(*args)
+
+    def _ensure_consumer(self) -> AiokafkaConsumer:
+        return self.consumer
+
+
+def fetch_while(thread: FetcherThread, active: set[TP], meanwhile: Callable[[SimpleNamespace], None] = lambda _: None,
+                ) -> dict[TP, list[Record]]:  # fmt: skip
+    """One fetch by Faust's consumer over ``active``; ``meanwhile`` runs while it is pending."""
+
+    async def scenario() -> dict[TP, list[Record]]:
+        consumer = SimpleNamespace(_thread=thread, flow_active=True, _get_active_partitions=lambda: active)
+        fetch = asyncio.ensure_future(getmany_from_fixed_partitions(consumer, active, 1.0))  # type: ignore[arg-type]
+        await asyncio.sleep(0)
+        meanwhile(consumer)
+        thread.release.set()
+        return await fetch
+
+    return asyncio.run(scenario())
+
+
+def test_a_fetch_returns_what_is_still_active_untouched() -> None:
+    thread = FetcherThread({STREAM: [5, 6], CHANGELOG: [40]})
+    assert fetch_while(thread, {STREAM, CHANGELOG}) == {STREAM: [Record(5), Record(6)], CHANGELOG: [Record(40)]}
+    assert thread.consumer.seeks == []
 
 
 def test_a_pending_fetch_keeps_the_partitions_it_started_with() -> None:
     """Recovery pausing the changelogs mid-fetch must not widen the fetch to the paused stream partitions."""
+    thread = FetcherThread({STREAM: [5], CHANGELOG: [40, 41]})
+    records = fetch_while(thread, {CHANGELOG}, meanwhile=lambda consumer: consumer._get_active_partitions().clear())
+    assert thread.given == frozenset({CHANGELOG})  # not the emptied live set: aiokafka reads empty as "all"
+    assert records == {}  # the changelog was paused meanwhile: Faust would drop its batch ...
+    assert thread.consumer.seeks == [(CHANGELOG, 40)]  # ... so it is read again, not skipped
 
-    async def scenario() -> tuple[Any, dict[TP, list[int]]]:
-        fetcher = PendingFetch()
-        consumer = SimpleNamespace(_thread=fetcher)
-        active = {CHANGELOG}  # the consumer's live set: the stream partition is paused
-        fetch = asyncio.ensure_future(getmany_from_fixed_partitions(consumer, active, 1.0))  # type: ignore[arg-type]
-        await asyncio.sleep(0)
-        active.clear()  # "Done reading from changelog topics": the changelogs are paused too
-        fetcher.release.set()
-        return fetcher.given, await fetch
 
-    given, records = asyncio.run(scenario())
-    assert given == frozenset({CHANGELOG})
-    assert list(records) == [CHANGELOG]
+def test_a_batch_returned_after_the_flow_stopped_is_read_again_unless_a_seek_moved_it() -> None:
+    thread = FetcherThread({STREAM: [5, 6], CHANGELOG: [0, 1, 2]})
+
+    def rebalance(consumer: SimpleNamespace) -> None:
+        consumer.flow_active = False
+        thread.consumer.states[STREAM].position = 3  # the rebalance sought the stream partition to its commit
+
+    assert fetch_while(thread, {STREAM, CHANGELOG}, meanwhile=rebalance) == {}
+    assert thread.consumer.seeks == [(CHANGELOG, 0)]
+    assert thread.consumer.states[STREAM].position == 3
 
 
 def test_no_fetch_when_nothing_is_active_and_every_partition_for_a_client() -> None:
     async def fetch(active: set[TP] | None) -> tuple[Any, Any]:
-        fetcher = PendingFetch()
-        fetcher.release.set()
-        result = await getmany_from_fixed_partitions(SimpleNamespace(_thread=fetcher), active, 1.0)  # type: ignore[arg-type]
-        return fetcher.given, result
+        thread = FetcherThread({STREAM: [5]})
+        thread.release.set()
+        consumer = SimpleNamespace(_thread=thread, flow_active=True, _get_active_partitions=lambda: active)
+        result = await getmany_from_fixed_partitions(consumer, active, 1.0)  # type: ignore[arg-type]
+        return thread.given, result
 
     assert asyncio.run(fetch(set())) == ("not called", {})  # aiokafka would read an empty set as "all"
     assert asyncio.run(fetch(None)) == (None, {})  # a client-only app: upstream's meaning, every partition

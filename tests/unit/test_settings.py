@@ -14,6 +14,7 @@ def test_defaults(tmp_path: Path) -> None:
     assert settings.bootstrap == "127.0.0.1:9092" and settings.uses_local_kafka
     assert settings.clickhouse_dsn == f"chdb://{tmp_path}/clickhouse" and settings.embedded_clickhouse
     assert settings.sink.batch_rows == 50_000
+    assert settings.collector.linger_ms == 5
 
 
 def test_env_round_trip(tmp_path: Path) -> None:
@@ -25,9 +26,12 @@ def test_env_round_trip(tmp_path: Path) -> None:
 
 def test_yaml_tuning(tmp_path: Path) -> None:
     config = tmp_path / "pulse.yaml"
-    config.write_text("sink:\n  batch_rows: 10\n  batch_seconds: 2\ndedup:\n  retention_hours: 1\n")
+    config.write_text(
+        "sink:\n  batch_rows: 10\n  batch_seconds: 2\ndedup:\n  retention_hours: 1\ncollector:\n  linger_ms: 2\n"
+    )
     settings = load_settings({"PULSE_DATA_DIR": str(tmp_path), "PULSE_CONFIG": str(config)})
     assert (settings.sink.batch_rows, settings.sink.batch_seconds, settings.dedup.retention_hours) == (10, 2.0, 1.0)
+    assert settings.collector.linger_ms == 2
 
 
 @pytest.mark.parametrize(

@@ -34,3 +34,4 @@ UNREADABLE_RECORDS = Counter(
 SECONDS_SINCE_PROGRESS = Gauge(
     "pulse_sink_seconds_since_progress", "Seconds since the sink last consumed a record or inserted rows."
 )
+STALLED = Gauge("pulse_sink_stalled", "1 while /healthz would answer 503 (lag, no progress), computed at each scrape.")

@@ -29,6 +29,7 @@ def run_sink(settings: Settings) -> None:
         log.info("applied migration %04d_%s", migration.version, migration.name)
     liveness = Liveness(settings.sink.stall_seconds, time.monotonic())
     metrics.SECONDS_SINCE_PROGRESS.set_function(lambda: liveness.seconds_since_progress(time.monotonic()))
+    metrics.STALLED.set_function(lambda: float(liveness.health(time.monotonic()).stalled))
     server = QueryServer(
         connect(settings.clickhouse_dsn), settings.sink_port, health=lambda: liveness.health(time.monotonic())
     )

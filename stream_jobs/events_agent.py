@@ -1,11 +1,13 @@
 """The Faust wiring of :class:`JobRunner`: one agent over the events topic.
 
 For every record: compute the output from the state (no writes yet), hand the output to
-the producer, then write the state. Faust flushes the producer before it commits the
-input offset, so a worker killed at any point re-reads every record whose output is not
-confirmed. The output is handed over before the state's changelog records, so on one
-broker a changelog record is never durable without the output produced before it; on a
-cluster the two may part by the few milliseconds of one produce request.
+the producer, then write the state: into the table's store, and its changelog record to
+the same producer (:mod:`stream_jobs.output_producer`; Faust's table writes would send each
+through aiokafka). Faust's commit of the input offset waits until that producer has every
+record confirmed, so a worker killed at any point re-reads every record whose output or
+state is not durable. The output is produced before the state's changelog records, so on
+one broker a changelog record is never durable without the output produced before it; on
+a cluster the two may part by the few milliseconds of one produce request.
 
 Wall-clock ticks (see :mod:`stream_jobs.watermark`) travel in the events topic itself, as
 empty records with a ``pulse.tick`` header, so they are processed in stream iteration, in
@@ -15,44 +17,40 @@ order with the partition's events, and no second input topic is needed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
 
 import faust
 
 from pulse.dead_letter import DeadLetter
 from pulse.lag import observe_lag
-from pulse.outputs import SESSIONS, VALID_EVENTS
+from pulse.outputs import SESSIONS
 from pulse.settings import Settings
 from pulse.topics import Topics
 from stream_jobs import metrics
 from stream_jobs.health import WorkerHealth
-from stream_jobs.publishing import is_permanent, output_records
+from stream_jobs.output_producer import OutputLost, OutputProducer, attach_to_commits
+from stream_jobs.publishing import output_records
 from stream_jobs.runner import JobRunner, Output
 
 log = logging.getLogger(__name__)
 
 TICK_HEADER = "pulse.tick"
-RETRY_MAX_S = 30.0
 
 
 class EventsAgent:
     """Handles records of the events topic and wall-clock ticks, in stream iteration."""
 
     def __init__(self, app: faust.App, settings: Settings, topics: Topics, health: WorkerHealth) -> None:
-        raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
-
-        def topic(name: str) -> faust.TopicT:
-            return app.topic(name, partitions=settings.partitions, **raw)
-
-        self.source = topic(topics.events)  # raw bytes: nothing can fail to decode here
+        self.source = app.topic(topics.events, partitions=settings.partitions, key_type=bytes, value_type=bytes,
+                                key_serializer="raw", value_serializer="raw")  # raw bytes: nothing can fail to decode here  # fmt: skip
         self.state = app.Table("pulse-user-state", partitions=settings.partitions, key_type=bytes, value_type=bytes)
-        self.runner = JobRunner(settings, self.state)
-        self._outputs = {spec: topic(topics.output(spec)) for spec in self.runner.outputs}
-        self._dead = topic(topics.dead_letters)
-        self._changelog_buffer = app.producer.buffer
+        self.runner = JobRunner(settings, self.state.data)
+        self._outputs = {spec: topics.output(spec) for spec in self.runner.outputs}
+        self._dead = topics.dead_letters
+        self._changelog = self.state.changelog_topic.get_topic_name()
+        self._producer = OutputProducer(settings.bootstrap)
+        attach_to_commits(app, self._producer)
         self._health = health
 
     async def handle(self, event: faust.EventT) -> None:
@@ -62,15 +60,13 @@ class EventsAgent:
             out = self.runner.tick(message.partition, int(tick))
         else:
             out = self._process(event)
-        await self._publish(out, message)
-        for key, value in out.writes.items():
-            if value is not None:
-                self.state[key] = value
-            elif key in self.state:
-                del self.state[key]  # every slice empty: the user leaves the table (a changelog tombstone)
-        await self._hand_over_changelog()
+        await self._producer.make_room()
+        self._publish(out, message)
+        self._write_state(out, message.partition)
         self._count(out)
         self._health.processed(message.partition, message.offset, time.monotonic())
+        if message.timestamp is not None:  # ticks too: an idle partition stays current
+            metrics.NEWEST_PROCESSED.labels(message.partition).set(message.timestamp)
 
     async def send_tick(self, partition: int, wall_ms: int) -> None:
         """Queue a tick behind the partition's events."""
@@ -95,65 +91,46 @@ class EventsAgent:
             source = f"{message.topic}/{message.partition}@{message.offset}"
             return Output(dead_letters=[DeadLetter.failed(event.value or b"", "processing_error", repr(exc), source, source)])
 
-    async def _publish(self, out: Output, message: faust.types.Message) -> None:
-        """Hand everything to the producer now (not at commit time); see :mod:`stream_jobs.publishing`."""
+    def _publish(self, out: Output, message: faust.types.Message) -> None:
+        """Hand every output row and dead letter to the producer; a row Kafka refuses for good becomes a dead letter."""
         source = f"{message.topic}/{message.partition}@{message.offset}"
         for index, (spec, value) in enumerate(output_records(out.rows)):
-            target = self._outputs[spec]
-            refused = await self._send(lambda: target.send(value=value, partition=message.partition, force=True))
+            refused = self._producer.send(self._outputs[spec], value, partition=message.partition)
             if refused is not None:
                 metrics.PUBLISH_REJECTED.inc()
                 letter_id = f"publish_rejected:{source}#{index}"  # the same on a replay of the record
                 out.dead_letters.append(DeadLetter.failed(value, "publish_rejected", f"{spec.name}: {refused}", source, letter_id))
         for letter in out.dead_letters:
-            refused = await self._send(lambda: self._dead.send(value=letter.raw, headers=letter.headers(), force=True))
+            refused = self._producer.send(self._dead, letter.raw, headers=letter.headers())
             if refused is not None:
                 metrics.OUTPUT_DROPPED.inc()
                 log.error("dead letter %s (%s) refused for good and dropped: %s", letter.letter_id, letter.reason, refused)
 
-    async def _send(self, send: Callable[[], Awaitable[object]]) -> str | None:
-        """Send, retrying transient failures with back-off; the reason if Kafka refuses for good."""
-        delay = 0.5
-        while True:
-            try:
-                await send()
-                return None
-            except Exception as exc:
-                if is_permanent(exc):
-                    return f"{type(exc).__name__}: {exc}"
-                metrics.PUBLISH_FAILURES.inc()  # Kafka unavailable: hold the partition, never drop output
-                log.warning("publishing output failed (%s); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX_S)
-
-    async def _hand_over_changelog(self) -> None:
-        """Wait until Faust has handed this record's changelog records to the Kafka producer.
-
-        Table writes queue their changelog records in Faust's producer buffer, and Faust's
-        commit flushes that buffer with ``flush_atmost``, which returns as soon as 0.1 s pass
-        without a send (faust-streaming 0.15.3). Under load the commit then ran ahead of the
-        state: a worker killed here lost the state of records whose offsets were committed,
-        seen in the SIGKILL test. Emptying the buffer before the record is acknowledged puts
-        every changelog record in the producer, which the commit does flush completely.
-        """
-        buffer = self._changelog_buffer
-        while buffer.size:
-            buffer.message_sent.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(buffer.message_sent.wait(), timeout=1.0)
+    def _write_state(self, out: Output, partition: int) -> None:
+        """Write the state into the table's store and its changelog; a user whose slices are all empty is deleted."""
+        store, changelog = self.state.data, self._changelog
+        for key, value in out.writes.items():
+            if value is not None:
+                store[key] = value
+            elif key in store:
+                del store[key]
+            else:
+                continue
+            refused = self._producer.send(changelog, value, key=key, partition=partition)
+            if refused is not None:  # a state too large to keep: crash rather than let the state and the changelog part
+                raise OutputLost(f"state of {key!r} refused by Kafka: {refused}")
 
     def _count(self, out: Output) -> None:
-        valid = out.rows.get(VALID_EVENTS, [])
         metrics.EVENTS_IN.inc(out.events_in)
-        metrics.EVENTS_VALID.inc(len(valid))
+        metrics.EVENTS_VALID.inc(len(out.valid_times))
         metrics.EVENTS_DUPLICATE.inc(out.duplicates)
         metrics.LATE_EVENTS.inc(out.too_late)
         for letter in out.dead_letters:
             if letter.reason not in ("too_late", "publish_rejected"):
                 metrics.EVENTS_INVALID.labels(letter.reason).inc()
         for row in out.rows.get(SESSIONS, []):
-            if row.get("closed") and not row["deleted"]:
+            if row.get("closed") and not row["deleted"]:  # type: ignore[union-attr]  # job rows are dicts
                 metrics.SESSIONS_CLOSED.inc()
                 metrics.SESSION_DURATION.observe(row["duration_ms"] / 1000)
         metrics.OPEN_SESSIONS.set(self.runner.live("sessions"))
-        observe_lag("worker", (row["ts"] for row in valid))
+        observe_lag("worker", out.valid_times)

@@ -19,8 +19,7 @@ every job and writes one state value per user per record.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from pulse.contract import Event
 from pulse.outputs import OutputSpec
@@ -28,9 +27,8 @@ from pulse.outputs import OutputSpec
 S = TypeVar("S")
 
 
-@dataclass(frozen=True, slots=True)
-class Row:
-    """One row a job publishes to one of its outputs."""
+class Row(NamedTuple):
+    """One row a job publishes to one of its outputs (a named tuple: one is built per row, cheaply)."""
 
     output: OutputSpec
     values: dict[str, Any]

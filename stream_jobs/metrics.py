@@ -12,7 +12,7 @@ EVENTS_DUPLICATE = Counter("pulse_events_duplicate_total", "Valid events dropped
 PROCESSING_ERRORS = Counter(
     "pulse_processing_errors_total", "Unexpected errors while handling a record (the record was dead-lettered whole)."
 )
-PUBLISH_FAILURES = Counter("pulse_publish_failures_total", "Failed attempts to publish a record's output (retried).")
+PUBLISH_FAILURES = Counter("pulse_publish_failures_total", "Errors of the output producer's connection to Kafka (it retries).")
 LATE_EVENTS = Counter("pulse_late_events_total", "Events too far behind the watermark to be placed in a session.")
 OPEN_SESSIONS = Gauge("pulse_open_sessions", "Sessions open in the partitions this worker holds.")
 SESSIONS_CLOSED = Counter("pulse_sessions_closed_total", "Sessions closed by the watermark.")
@@ -30,6 +30,12 @@ OUTPUT_DROPPED = Counter(
 WORKER_READY = Gauge("pulse_worker_ready", "1 while the worker holds its partitions with their state restored.")
 SECONDS_SINCE_PROGRESS = Gauge(
     "pulse_worker_seconds_since_progress", "Seconds since the worker last processed a record (as of the last /healthz)."
+)
+STALLED = Gauge("pulse_worker_stalled", "1 while /healthz would answer 503 (stalled), computed at each scrape.")
+NEWEST_PROCESSED = Gauge(
+    "pulse_worker_newest_processed_timestamp_seconds",
+    "Kafka timestamp of the newest record (event or tick) processed, by partition; time() minus it is how far behind.",
+    ["partition"],
 )
 TIMER_INDEX_SECONDS = Histogram(
     "pulse_timer_index_seconds", "Time to rebuild a partition's timers from its state after an assignment.",

@@ -27,10 +27,10 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import orjson
 
 from pulse.contract import Event
 from pulse.dead_letter import DeadLetter
@@ -41,12 +41,14 @@ from stream_jobs.envelope import decode_envelope
 from stream_jobs.job import Job, Row
 from stream_jobs.sessionizer import SessionRules
 from stream_jobs.sessions_job import SessionsJob
+from stream_jobs.state_cache import StateCache
 from stream_jobs.timers import Timers
 from stream_jobs.user_state import UserState
 from stream_jobs.validation import check_record
 from stream_jobs.watermark import PartitionClock
 
 INDEX_STEP = 5_000  # users read per step of a timer rebuild before the event loop gets a turn
+CACHED_USERS = 20_000  # users whose decoded state is kept between records (see stream_jobs.state_cache)
 
 
 class StateReader(Protocol):
@@ -59,16 +61,23 @@ class StateReader(Protocol):
 class Output:
     """What one record (or tick) produced, and the state to write after publishing it."""
 
-    rows: dict[OutputSpec, list[dict[str, Any]]] = field(default_factory=dict)  # by output, in publish order
+    # by output, in publish order: a row's values, or its JSON line when the input already held it (valid events)
+    rows: dict[OutputSpec, list[dict[str, Any] | bytes]] = field(default_factory=dict)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     writes: dict[bytes, bytes | None] = field(default_factory=dict)  # None deletes; the clock last
     events_in: int = 0
     duplicates: int = 0
     too_late: int = 0
+    valid_times: list[int] = field(default_factory=list)  # event time of each valid event published
 
     def add(self, rows: Iterable[Row]) -> None:
         for row in rows:
             self.rows.setdefault(row.output, []).append(row.values)
+
+    def valid(self, line: bytes, ts: int) -> None:
+        """Publish a valid event (its JSON line) to the valid-events output."""
+        self.rows.setdefault(VALID_EVENTS, []).append(line)
+        self.valid_times.append(ts)
 
 
 def user_key(partition: int, user_id: str) -> bytes:
@@ -103,7 +112,8 @@ class PartitionState:
 class JobRunner:
     """Runs validation, de-duplication and every job over records of the events topic."""
 
-    def __init__(self, settings: Settings, store: StateReader, jobs: Sequence[Job[Any]] | None = None) -> None:
+    def __init__(self, settings: Settings, store: StateReader, jobs: Sequence[Job[Any]] | None = None,
+                 cached_users: int = CACHED_USERS) -> None:  # fmt: skip
         self._settings = settings
         self._store = store
         self.jobs = tuple(default_jobs(settings) if jobs is None else jobs)
@@ -112,6 +122,7 @@ class JobRunner:
         self._lateness_ms = int(settings.sessions.allowed_lateness_minutes * 60_000)
         self._idle_ms = int(settings.sessions.idle_close_seconds * 1000)
         self._partitions: dict[int, PartitionState] = {}
+        self._cache = StateCache(cached_users)
 
     @property
     def outputs(self) -> tuple[OutputSpec, ...]:
@@ -126,6 +137,7 @@ class JobRunner:
         """Forget partitions handed to another worker; their state is reread if they come back."""
         for partition in partitions:
             self._partitions.pop(partition, None)
+            self._cache.drop_prefix(user_key(partition, ""))
 
     def unindexed(self) -> list[int]:
         """Partitions seen since their assignment whose timers are not rebuilt yet."""
@@ -135,19 +147,21 @@ class JobRunner:
 
     def process(self, value: bytes | None, topic: str, partition: int, offset: int) -> Output:
         """One record of the events topic."""
-        source = f"{topic}/{partition}@{offset}"
+        with self._touching() as users:
+            return self._process(value, f"{topic}/{partition}@{offset}", partition, offset, users)
+
+    def _process(self, value: bytes | None, source: str, partition: int, offset: int, users: dict[str, UserState]) -> Output:
         checked = check_record(value, source, self._settings.not_after_ms())
         out = Output(dead_letters=checked.dead_letters, events_in=checked.events_in)
         part = self._partition(partition)
-        users: dict[str, UserState] = {}
         wall_ms = time.time_ns() // 1_000_000
-        for event in checked.events:
+        for event, line in zip(checked.events, checked.lines, strict=True):
             user = users.get(event.user_id)
             if user is None:
                 user = users[event.user_id] = self._load(partition, event.user_id)
                 if user.envelope.applied_offset >= offset:
                     user.replayed = set()
-            self._admit(event, user, offset, part.clock, wall_ms, out)
+            self._admit(event, line, user, offset, part.clock, wall_ms, out)
         for user in users.values():
             if user.replayed is not None:
                 out.add(row for job in self.jobs for row in job.current_rows(user.user_id, user.get(job)))
@@ -166,9 +180,9 @@ class JobRunner:
         out = Output()
         part = self._partition(partition)
         if part.clock.tick(wall_ms, self._idle_ms):
-            users: dict[str, UserState] = {}
-            self._fire_timers(partition, part, users, out)
-            self._write(partition, part, users, out)
+            with self._touching() as users:
+                self._fire_timers(partition, part, users, out)
+                self._write(partition, part, users, out)
         return out
 
     def index_partition(self, partition: int) -> Iterator[int]:
@@ -203,23 +217,38 @@ class JobRunner:
 
     # --- internals --------------------------------------------------------------------
 
-    def _admit(self, event: Event, user: UserState, offset: int, clock: PartitionClock, wall_ms: int, out: Output) -> None:
+    @contextmanager
+    def _touching(self) -> Iterator[dict[str, UserState]]:
+        """The users a record or tick loads; if handling it fails, their cached state is dropped.
+
+        Their decoded slices may be half changed while nothing was written, so the next
+        record reads them from the store again.
+        """
+        users: dict[str, UserState] = {}
+        try:
+            yield users
+        except Exception:
+            self._cache.drop([user.key for user in users.values()])
+            raise
+
+    def _admit(self, event: Event, line: bytes, user: UserState, offset: int, clock: PartitionClock, wall_ms: int,
+               out: Output) -> None:  # fmt: skip
         """Sort one event: republished (replay), duplicate, too late, or on time for the jobs."""
         key = id_hash(event.event_id)
         seen = user.get(self._dedup)
         if user.replayed is not None:
             if seen.first_offset(key) in (offset, None) and key not in user.replayed:
                 user.replayed.add(key)
-                out.add((Row(VALID_EVENTS, event.to_dict()),))
+                out.valid(line, event.ts)
                 clock.observe(event.ts, wall_ms)
             return
         if not seen.admit(key, event.ts, offset):
             out.duplicates += 1
             return
-        out.add((Row(VALID_EVENTS, event.to_dict()),))
+        out.valid(line, event.ts)
         watermark = clock.watermark(self._lateness_ms)
         if self.jobs and watermark is not None and event.ts < watermark:
-            out.dead_letters.append(_too_late(event, watermark, f"{event.user_id}:{event.event_id}"))
+            out.dead_letters.append(_too_late(event, line, watermark))
             out.too_late += 1
             return
         clock.observe(event.ts, wall_ms)
@@ -231,10 +260,12 @@ class JobRunner:
             return
         for user in users.values():  # so what this record made due fires now, whatever the packing
             part.timers.schedule(user.user_id, user.deadline(self._slices))
+            user.scheduled = True
         for user_id in part.timers.due(watermark):
             user = users.get(user_id)
             if user is None:
                 user = users[user_id] = self._load(partition, user_id)
+            user.scheduled = False  # its timer entry is used up
             for slice_ in self._slices:
                 if user.is_due(slice_, watermark):
                     out.add(slice_.on_watermark(user_id, user.get(slice_), watermark))
@@ -246,8 +277,13 @@ class JobRunner:
         for user in users.values():
             if not user.changed:
                 continue
-            out.writes[user.key] = user.encode(self._slices)
-            part.timers.schedule(user.user_id, user.deadline(self._slices))
+            value = out.writes[user.key] = user.encode(self._slices)
+            if value is None:
+                self._cache.drop((user.key,))
+            else:
+                self._cache.put(user.key, user.envelope, user.decoded)
+            if not user.scheduled:
+                part.timers.schedule(user.user_id, user.deadline(self._slices))
             if not part.indexed:
                 part.written_while_indexing.setdefault(user.user_id, user.live_before)
             part.live.update(user.live_change())
@@ -261,11 +297,13 @@ class JobRunner:
 
     def _load(self, partition: int, user_id: str) -> UserState:
         key = user_key(partition, user_id)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return UserState(user_id, key, cached[0], self._slices, cached[1])
         return UserState(user_id, key, decode_envelope(self._store.get(key)), self._slices)
 
 
-def _too_late(event: Event, watermark: int, letter_key: str) -> DeadLetter:
+def _too_late(event: Event, line: bytes, watermark: int) -> DeadLetter:
     """A too-late letter's id names the event, not the record: a replay or another packing folds into it."""
     message = f"event time {event.ts} is behind the watermark {watermark} by more than the allowed lateness"
-    raw = orjson.dumps(event.to_dict())
-    return DeadLetter.failed(raw, "too_late", message, f"user {event.user_id}", f"too_late:{letter_key}")
+    return DeadLetter.failed(line, "too_late", message, f"user {event.user_id}", f"too_late:{event.user_id}:{event.event_id}")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from hashlib import blake2b
 from typing import Any
 
@@ -168,8 +169,10 @@ def close_deadline(state: UserSessions, rules: SessionRules) -> int | None:
     return min((s.end + rules.timeout_ms for s in state.open), default=None)
 
 
+@lru_cache(maxsize=1 << 14)
 def session_id(user_id: str, start: int) -> str:
-    """Deterministic from user and start, so a replay publishes the same ids."""
+    """Deterministic from user and start, so a replay publishes the same ids (cached: an open session is
+    published again with every record that extends it)."""
     return blake2b(f"{user_id}\x00{start}".encode(), digest_size=10).hexdigest()
 
 

@@ -26,6 +26,7 @@ class StatusServer:
         self._health = health
         self._server = ThreadingHTTPServer((host, port), _handler({"/healthz": self._alive, "/readyz": self._ready}))
         self._server.daemon_threads = True
+        metrics.STALLED.set_function(lambda: 0.0 if health.verdict(time.monotonic()).alive else 1.0)
 
     def start(self) -> None:
         threading.Thread(target=self._server.serve_forever, name="status-server", daemon=True).start()

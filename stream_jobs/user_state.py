@@ -18,16 +18,18 @@ from stream_jobs.job import Job
 class UserState:
     """A user's envelope plus the slices decoded so far, and what this record brought them."""
 
-    __slots__ = ("user_id", "key", "envelope", "decoded", "on_time", "replayed", "changed", "live_before")
+    __slots__ = ("user_id", "key", "envelope", "decoded", "on_time", "replayed", "changed", "scheduled", "live_before")
 
-    def __init__(self, user_id: str, key: bytes, envelope: Envelope, slices: Sequence[Job[Any]]) -> None:
+    def __init__(self, user_id: str, key: bytes, envelope: Envelope, slices: Sequence[Job[Any]],
+                 decoded: dict[str, Any] | None = None) -> None:  # fmt: skip
         self.user_id = user_id
         self.key = key
         self.envelope = envelope
-        self.decoded: dict[str, Any] = {}
+        self.decoded: dict[str, Any] = {} if decoded is None else decoded  # slices decoded from the envelope
         self.on_time: list[Event] = []  # new events on time, in arrival order
         self.replayed: set[int] | None = None  # for a replayed record: id hashes republished so far
         self.changed = False
+        self.scheduled = False  # its timer holds its current deadline
         self.live_before: dict[str, int]  # live count per slice as stored
         if envelope.legacy:  # no headers to trust: decode everything once
             self.live_before = {slice_.name: slice_.live(self.get(slice_)) for slice_ in slices}

@@ -9,17 +9,23 @@ and the event's index in it, so a replay of the record refuses it under the same
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
 
 from pulse.contract import Event, Invalid, validate
 from pulse.dead_letter import DeadLetter
 from pulse.wire import Undecodable, decode_record
 
+WIRE_FIELDS = Event._fields  # the keys of Event.to_dict, in its order (the last only when stamped)
+
 
 @dataclass
 class CheckedRecord:
-    """The events of one record that passed, in record order, and the dead letters."""
+    """The events of one record that passed, in record order, each with its wire line, and the dead letters."""
 
     events: list[Event] = field(default_factory=list)
+    lines: list[bytes] = field(default_factory=list)  # per event: the JSON line the valid-events topic carries
     dead_letters: list[DeadLetter] = field(default_factory=list)
     events_in: int = 0
 
@@ -45,4 +51,17 @@ def check_record(value: bytes | None, source: str, not_after_ms: int | None = No
             checked.dead_letters.append(DeadLetter.refused(raw, result, source, letter_id))
         else:
             checked.events.append(result)
+            checked.lines.append(wire_line(raw, item, result))
     return checked
+
+
+def wire_line(raw: bytes, obj: dict[str, Any], event: Event) -> bytes:
+    """The event as one JSON line in its normalised form: the input line itself when it already is that.
+
+    Producers of this project send events in exactly that form, so the worker publishes the
+    bytes it read instead of encoding every event again (a JSON parser reads both the same).
+    """
+    if (b"\n" not in raw and tuple(obj) in (WIRE_FIELDS[:6], WIRE_FIELDS) and type(obj["ts"]) is int
+            and obj["context"] is event.context and obj.get("server_received_at", 0) is not None):  # fmt: skip
+        return raw
+    return orjson.dumps(event.to_dict())

@@ -46,7 +46,7 @@ class Worker:
 
 
 def events(out: Output) -> list[str]:
-    return [e["event_id"] for e in out.rows.get(VALID_EVENTS, [])]
+    return [orjson.loads(e)["event_id"] for e in out.rows.get(VALID_EVENTS, [])]
 
 
 def sessions(out: Output) -> list[dict]:

@@ -5,7 +5,8 @@ offset of the record it first came in, packed as 24 bytes an id, so the state st
 and cheap to write to a changelogged table.
 
 Ids expire against the *partition's* watermark, not the user's own newest event: an id is
-kept until the watermark is ``retention_ms`` past its event time. By then any copy of it is
+kept until the watermark is ``retention_ms`` past its event time (expired in batches, up to a
+twenty-fourth of the retention later). By then any copy of it is
 behind the watermark (too late for every job) however quiet the user was, and pruning no
 longer depends on which of the user's events happened to arrive first. A per-user cap
 bounds a user that floods; ClickHouse's ``ReplacingMergeTree`` still folds a duplicate the
@@ -135,7 +136,12 @@ class DedupSlice:
         return []
 
     def deadline(self, state: SeenIds) -> int | None:
-        return None if state.oldest is None else state.oldest + self.retention_ms
+        """When the oldest id is a twenty-fourth of the retention past due: ids then expire in batches.
+
+        Due exactly at the retention, each id would wake the user (and repack the ids) on
+        its own, once per id; ids live at most that slack longer.
+        """
+        return None if state.oldest is None else state.oldest + self.retention_ms + self.retention_ms // 24
 
     def on_watermark(self, user_id: str, state: SeenIds, watermark: int) -> list[Row]:
         state.expire(watermark - self.retention_ms)

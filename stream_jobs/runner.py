@@ -286,7 +286,8 @@ class JobRunner:
                 part.timers.schedule(user.user_id, user.deadline(self._slices))
             if not part.indexed:
                 part.written_while_indexing.setdefault(user.user_id, user.live_before)
-            part.live.update(user.live_change())
+            for name, moved in user.live_change().items():
+                part.live[name] += moved
         out.writes[clock_key(partition)] = part.clock.to_bytes()
 
     def _partition(self, partition: int) -> PartitionState:

@@ -79,6 +79,13 @@ class UserState:
         return self.envelope.to_bytes()
 
     def live_change(self) -> dict[str, int]:
-        """How each slice's live count moved since the state was read (call after :meth:`encode`)."""
-        now = {name: raw.live or 0 for name, raw in self.envelope.slices.items()}
-        return {name: now.get(name, 0) - self.live_before.get(name, 0) for name in now.keys() | self.live_before.keys()}
+        """How each slice's live count moved since the state was read, unmoved ones left out (call after :meth:`encode`)."""
+        before, change = self.live_before, {}
+        for name, raw in self.envelope.slices.items():
+            moved = (raw.live or 0) - before.get(name, 0)
+            if moved:
+                change[name] = moved
+        for name, count in before.items():
+            if count and name not in self.envelope.slices:
+                change[name] = -count
+        return change

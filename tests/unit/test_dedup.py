@@ -23,10 +23,22 @@ def test_ids_expire_against_the_watermark_not_the_users_newest_event() -> None:
     seen.admit(id_hash("old"), 0, 1)
     seen.admit(id_hash("new"), 2 * HOUR, 2)  # the user's own newer event does not expire "old"
     dedup.on_events("u1", seen, [])
-    assert len(seen.ids) == 2 and dedup.deadline(seen) == HOUR
-    dedup.on_watermark("u1", seen, HOUR + 1)  # the partition's watermark does
-    assert seen.first_offset(id_hash("old")) is None and dedup.deadline(seen) == 3 * HOUR
+    slack = HOUR // 24  # ids are looked at in batches, a twenty-fourth of the retention after they are due
+    assert len(seen.ids) == 2 and dedup.deadline(seen) == HOUR + slack
+    dedup.on_watermark("u1", seen, HOUR + slack + 1)  # the partition's watermark does
+    assert seen.first_offset(id_hash("old")) is None and dedup.deadline(seen) == 3 * HOUR + slack
     dedup.on_watermark("u1", seen, 3 * HOUR + 1)
+    assert dedup.is_empty(seen)
+
+
+def test_ids_due_within_the_slack_expire_in_one_batch() -> None:
+    dedup = DedupSlice(retention_ms=24 * HOUR, max_ids=100)
+    seen = dedup.empty()
+    for minute in range(0, 60, 5):
+        seen.admit(id_hash(f"e{minute}"), minute * 60_000, minute)
+    watermark = dedup.deadline(seen) + 1
+    assert watermark == 25 * HOUR + 1  # the first id is due an hour late, when all twelve are
+    dedup.on_watermark("u1", seen, watermark)
     assert dedup.is_empty(seen)
 
 

@@ -167,7 +167,9 @@ class JobRunner:
                 out.add(row for job in self.jobs for row in job.current_rows(user.user_id, user.get(job)))
             else:
                 user.envelope.applied_offset = offset
-                events = sorted(user.on_time, key=lambda e: (e.ts, id_hash(e.event_id)))
+                events = user.on_time
+                if len(events) > 1:
+                    events.sort(key=lambda e: (e.ts, id_hash(e.event_id)))
                 for slice_ in self._slices:
                     out.add(slice_.on_events(user.user_id, user.get(slice_), events))
             user.changed = True

@@ -56,12 +56,18 @@ class UserState:
 
     def deadline(self, slices: Sequence[Job[Any]]) -> int | None:
         """The earliest deadline over every slice."""
-        deadlines = [
-            slice_.deadline(self.decoded[slice_.name]) if slice_.name in self.decoded else raw.deadline
-            for slice_ in slices
-            if slice_.name in self.decoded or (raw := self.envelope.slices.get(slice_.name)) is not None
-        ]
-        return min((d for d in deadlines if d is not None), default=None)
+        earliest = None
+        decoded, stored = self.decoded, self.envelope.slices
+        for slice_ in slices:
+            state = decoded.get(slice_.name)
+            if state is not None:
+                deadline = slice_.deadline(state)
+            else:
+                raw = stored.get(slice_.name)
+                deadline = None if raw is None else raw.deadline
+            if deadline is not None and (earliest is None or deadline < earliest):
+                earliest = deadline
+        return earliest
 
     def encode(self, slices: Sequence[Job[Any]]) -> bytes | None:
         """The value to store: decoded slices re-encoded, empty ones dropped; None when nothing of ours is left."""

@@ -42,13 +42,13 @@ def check_record(value: bytes | None, source: str, not_after_ms: int | None = No
         return checked
     for index, (raw, item) in enumerate(decode_record(value)):
         checked.events_in += 1
-        letter_id = f"{source}#{index}"
         if isinstance(item, Undecodable):
-            checked.dead_letters.append(DeadLetter.failed(raw, "bad_json", f"not JSON: {item.error}", source, letter_id))
+            letter = DeadLetter.failed(raw, "bad_json", f"not JSON: {item.error}", source, f"{source}#{index}")
+            checked.dead_letters.append(letter)
             continue
         result = validate(item, not_after_ms)
         if isinstance(result, Invalid):
-            checked.dead_letters.append(DeadLetter.refused(raw, result, source, letter_id))
+            checked.dead_letters.append(DeadLetter.refused(raw, result, source, f"{source}#{index}"))
         else:
             checked.events.append(result)
             checked.lines.append(wire_line(raw, item, result))

@@ -60,6 +60,29 @@ prefix, app id, ports and ClickHouse are each cycle's own.
 example: pulse soak --cycles 5 --kill worker
 """
 
+STATUS_HELP = """\
+Show every stage of the pipeline at a glance, one row each: the Kafka broker, the collector, the
+worker and its extra workers (worker-2, ...), the sink.
+
+  STATE     up; starting (a worker joining its group or restoring state: /readyz answers 503);
+            stalled (/healthz answers 503, NOTE says why); down (its status page does not answer)
+  PID       from the pid file `pulse up` wrote ("-" when it did not start it, or it is gone)
+  LAG       records its consumer group has not committed yet, on the partitions it holds
+  EVENTS/S  events a second between the last two reads of its counters: put into Kafka
+            (collector), read from the events topic (worker), made queryable (sink)
+  EVENTS    the same counter since the process started
+
+Below the table: the whole lag of the worker's and the sink's consumer groups, the
+event-to-queryable latency p50/p99 (the sink's pulse_event_lag_seconds), dead letters by reason
+and open sessions, as the stages counted them since they started (the dead letters `pulse
+produce` writes are not counted). Stages are found on their configured ports
+(PULSE_COLLECTOR_PORT, PULSE_WORKER_METRICS_PORT, PULSE_SINK_PORT), so this works for stages
+next to an external broker (KAFKA_BOOTSTRAP) too.
+
+`pulse status` reads the counters twice, a second apart. Exit status 0 when every stage is up,
+1 otherwise.
+"""
+
 Handler = Callable[[argparse.Namespace, Settings], int]
 
 
@@ -110,11 +133,41 @@ def _parser() -> argparse.ArgumentParser:
         "action", choices=["fetch", "start", "stop", "status"],
         help="fetch (resolve the jars only), start (waits until it answers), stop (only the broker we started), status",
     )  # fmt: skip
-    command("topics", _topics, "create the pipeline's topics if missing",
-            "Create the events, valid-events and dead-letter topics with PULSE_PARTITIONS partitions.")  # fmt: skip
-    command("migrate", _migrate, "apply pending ClickHouse migrations (idempotent)",
-            "Apply sinks/migrations/*.sql not yet recorded in schema_migrations. With the embedded engine, "
-            "the sink holds the database while it runs (it migrates on start), so stop it first.")  # fmt: skip
+    topics = command("topics", _topics, "make the Kafka topics match the topic spec, or report where they differ",
+                     "Compare every topic of the pipeline (events, outputs, dead letters and the worker's Faust "
+                     "topics) with the topic spec, deploy/kafka/topics.yaml: partitions (default PULSE_PARTITIONS), "
+                     "replication (PULSE_REPLICATION_FACTOR), cleanup policy, retention, min.insync.replicas and "
+                     "any other config it names; print each difference and what was done about it. apply (the "
+                     "default) creates missing topics, adds partitions where the spec wants more, sets configs "
+                     "that differ and removes topic overrides the spec does not name. It never lowers partitions "
+                     "or changes replication, and adds none to the events topic or the worker's state changelog "
+                     "without --allow-repartition. diff (or apply --dry-run) changes nothing. Exit status 1 if "
+                     "drift is left (always, for diff with differences).")  # fmt: skip
+    topics.add_argument("action", nargs="?", choices=["apply", "diff"], default="apply",
+                        help="apply (default): make the broker match; diff: only report")  # fmt: skip
+    topics.add_argument("--dry-run", action="store_true", help="report what apply would change; change nothing")
+    topics.add_argument("--allow-repartition", action="store_true",
+                        help="add partitions to the events topic and the state changelog too. Users hash to "
+                             "partitions and the worker's state follows them: with more partitions many users' new "
+                             "events land where their state (open sessions, seen event ids, first touch) is not, "
+                             "and those users start over. Only once the worker drained the events topic and that "
+                             "loss is accepted")  # fmt: skip
+    topics.add_argument("--spec", type=Path, metavar="FILE",
+                        help="topic spec to apply (default: deploy/kafka/topics.yaml, shipped with the package)")  # fmt: skip
+    migrate = command("migrate", _migrate, "apply pending ClickHouse migrations (idempotent)",
+                      "Apply sinks/migrations/*.sql not yet recorded in schema_migrations. With the embedded "
+                      "engine, the sink holds the database while it runs (it migrates on start), so stop it first. "
+                      "With --cluster NAME (a cluster of the server's remote_servers, CLICKHOUSE_DSN a node of it) "
+                      "every statement runs ON CLUSTER: each table becomes <table>_local, a Replicated*MergeTree "
+                      "on every shard (Keeper path /clickhouse/tables/{shard}/{database}/{table}, replica "
+                      "{replica}: both macros must be set on each node), and <table> a Distributed table over them "
+                      "sharded by cityHash64 of the first ORDER BY column; schema_migrations is replicated to "
+                      "every node. See docs/clickhouse-cluster.md. "
+                      "example: pulse migrate --cluster pulse --print")  # fmt: skip
+    migrate.add_argument("--cluster", metavar="NAME", help="migrate a cluster: Replicated and Distributed tables, ON CLUSTER")
+    migrate.add_argument("--print", action="store_true",
+                         help="print every statement (of the single-node variant, or with --cluster the cluster "
+                              "variant) instead of running anything; needs no ClickHouse")  # fmt: skip
     worker = command("worker", _worker, "run the stream jobs (Faust worker) in the foreground",
                      "Validate, de-duplicate and normalise events from the events topic; dead-letter bad input. "
                      "Serves Prometheus metrics on PULSE_WORKER_METRICS_PORT. Stops on SIGINT/SIGTERM.")  # fmt: skip
@@ -150,30 +203,54 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--clean", action="store_true", help="no late, resent or malformed lines")
     bench = command("bench", _bench, "measure the pipeline next to its ceilings and write a report",
                     "Start a broker of its own and measure, on simulated events: EventProducer throughput, the "
-                    "worker (validation alone, then all jobs) and the sink on a backlog, event-to-queryable latency "
-                    "of live traffic at a steady rate (after the worker is ready, a probe event is queryable and a "
-                    "warm-up), worker memory per active user, the timer rebuild after an assignment and (when asked "
+                    "worker (validation alone, then all jobs) and the sink on a backlog, the live capacity (the "
+                    "highest steady rate whose p99 event-to-queryable stays under --latency-target-ms, found by "
+                    "search over points of --warmup-seconds + --latency-seconds, each on a drained pipeline) of "
+                    "events produced to Kafka and of many HTTP clients posting to the collector, worker memory per "
+                    "active user, the timer rebuild after an assignment and (when asked "
                     "for) the pause of a rebalance with --rebalance-users users in state; next to the raw "
                     "confluent-kafka producer, raw aiokafka consumer and bare clickhouse-connect insert measured in "
                     "the same run. Writes bench.json and bench.md to --out. "
-                    "example: pulse bench --only live --live-rate 2000 --latency-seconds 20")  # fmt: skip
+                    "example: pulse bench --only live,collector --live-rate 5000 --points 4")  # fmt: skip
     bench.add_argument("--events", type=int, default=500_000, help="events to push through (default 500,000)")
     bench.add_argument("--users", default="100000,500000", help="active-user levels for memory (default 100000,500000)")
     bench.add_argument("--rebalance-users", type=int, default=1_000_000, metavar="N",
                        help="users in state for the rebuild and rebalance phases (default 1,000,000)")  # fmt: skip
-    bench.add_argument("--latency-seconds", type=float, default=20.0,
-                       help="length of the live latency run, after its warm-up (default 20)")  # fmt: skip
-    bench.add_argument("--live-rate", type=float, metavar="EVENTS_PER_S",
-                       help="steady rate of the live latency run (default: half the all-jobs rate through the sink "
-                            "measured in the same run, else 2000)")  # fmt: skip
+    bench.add_argument("--latency-seconds", type=float, default=8.0,
+                       help="measured seconds of each point of the live and collector searches, after its warm-up "
+                            "(default 8)")  # fmt: skip
     bench.add_argument("--warmup-seconds", type=float, default=3.0,
-                       help="uncounted traffic at the live rate before the latency run (default 3)")  # fmt: skip
+                       help="uncounted traffic at a point's rate before it is measured (default 3)")  # fmt: skip
+    bench.add_argument("--latency-target-ms", type=float, default=5000.0, metavar="MS",
+                       help="p99 event-to-queryable a rate must stay under to hold (default 5000)")  # fmt: skip
+    bench.add_argument("--points", type=int, default=6,
+                       help="most points each capacity search measures (default 6)")  # fmt: skip
+    bench.add_argument("--search-seconds", type=float, default=90.0,
+                       help="time budget of each capacity search: no point starts that would end after it, judging "
+                            "by the longest point so far (default 90)")  # fmt: skip
+    bench.add_argument("--live-rate", type=float, metavar="EVENTS_PER_S",
+                       help="first rate of the live search (default: half the all-jobs rate through the sink "
+                            "measured in the same run, else 2000)")  # fmt: skip
+    bench.add_argument("--collector-rate", type=float, metavar="EVENTS_PER_S",
+                       help="first rate of the collector search (default: the live capacity measured in the same "
+                            "run, else as the live search)")  # fmt: skip
+    bench.add_argument("--clients", type=int, default=128,
+                       help="concurrent HTTP clients (keep-alive connections) of the collector phase; each waits "
+                            "for its answer, so together they send at most clients x batch / answer time (default "
+                            "128)")  # fmt: skip
+    bench.add_argument("--batch", type=int, default=10, help="events per request in the collector phase (default 10)")
+    bench.add_argument("--peer-events", type=int, default=40_000, metavar="N",
+                       help="events of the peers phase, one a record: our worker, a direct Faust app and a Quix "
+                            "Streams app sessionize them side by side, and their sessions are checked equal; about "
+                            "60-100 s in all at the default (default 40,000)")  # fmt: skip
     bench.add_argument("--only", metavar="PHASES",
                        help="comma-separated phases to run, of: producer, ceilings, validate, backlog (the worker "
-                            "with all jobs on the events in Kafka), live (event-to-queryable latency), memory, "
+                            "with all jobs on the events in Kafka), live (capacity search, events produced to "
+                            "Kafka), collector (capacity search, HTTP clients posting to the collector), memory, "
                             "rebuild (the timers of --rebalance-users users rebuilt in process), rebalance (a second "
                             "worker joins and leaves with --rebalance-users users in state; minutes with a million, "
-                            "so only when named); default all but rebalance")  # fmt: skip
+                            "so only when named), peers (our worker next to Python peers, see --peer-events); "
+                            "default all but rebalance")  # fmt: skip
     bench.add_argument("--profile-seconds", type=float, default=10.0,
                        help="py-spy the worker this long during the backlog phase if py-spy is installed; 0 skips "
                             "(default 10)")  # fmt: skip
@@ -193,7 +270,14 @@ def _parser() -> argparse.ArgumentParser:
                  "each with a pid file in <data dir>/run and a log in <data dir>/logs.")  # fmt: skip
     up.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for each stage to be ready")
     command("down", _down, "stop everything `pulse up` started")
-    command("status", _status, "say which parts of the local stack are running")
+    status = command("status", _status, "show each stage's health, lag and throughput at a glance", STATUS_HELP)
+    status.add_argument("--json", action="store_true", help="print the view as JSON, for scripts (same exit status)")
+    top = command("top", _top, "redraw the status view live in the terminal until Ctrl-C",
+                  "Redraw the view of `pulse status` (see `pulse status --help`) every --interval seconds until "
+                  "Ctrl-C, with rates between consecutive refreshes. A stage that goes down shows \"down\" until it "
+                  "answers again.")  # fmt: skip
+    top.add_argument("--interval", type=_positive_seconds, default=2.0, metavar="S",
+                     help="seconds between refreshes (default 2)")  # fmt: skip
     demo = command("demo", _demo, "run the pipeline on simulated traffic and print a summary",
                    "Start a fresh stack in <data dir>/demo, publish a simulation, wait until the worker and the sink "
                    "have caught up, compare events, dead letters and sessions in ClickHouse with the simulation's "
@@ -235,19 +319,35 @@ def _kafka(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _topics(_args: argparse.Namespace, settings: Settings) -> int:
-    from deploy.topics import ensure_topics
+def _topics(args: argparse.Namespace, settings: Settings) -> int:
+    from deploy.topic_spec import DEFAULT_SPEC
+    from deploy.topics import apply_topics
 
-    created = ensure_topics(settings)
-    print(f"created {', '.join(created)}" if created else "all topics exist")
-    return 0
+    report = apply_topics(settings, args.spec or DEFAULT_SPEC, dry_run=args.dry_run or args.action == "diff",
+                          allow_repartition=args.allow_repartition)  # fmt: skip
+    for line in report.lines():
+        print(line)
+    if not report.drifts:
+        print(f"no drift: {report.topics} topics match {report.spec}")
+    elif report.applied:
+        fixed = len(report.drifts) - len(report.unresolved)
+        print(f"{len(report.drifts)} differences from {report.spec}: {fixed} fixed, {len(report.unresolved)} left")
+    else:
+        print(f"{len(report.drifts)} differences from {report.spec}; nothing changed (dry run)")
+    return 1 if report.unresolved else 0
 
 
-def _migrate(_args: argparse.Namespace, settings: Settings) -> int:
+def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     from sinks.clickhouse import connect
-    from sinks.migrations import migrate
+    from sinks.migrations import MigrationError, migrate, script
 
-    applied = migrate(connect(settings.clickhouse_dsn))
+    if args.print:
+        print(script(cluster=args.cluster), end="")
+        return 0
+    if args.cluster and settings.embedded_clickhouse:
+        raise MigrationError("the embedded engine is one node, not a cluster: point CLICKHOUSE_DSN at a node of "
+                             f"cluster {args.cluster}, or add --print to see the statements")  # fmt: skip
+    applied = migrate(connect(settings.clickhouse_dsn), cluster=args.cluster)
     for migration in applied:
         print(f"applied {migration.version:04d}_{migration.name}")
     if not applied:
@@ -344,19 +444,25 @@ def _simulate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _bench(args: argparse.Namespace, settings: Settings) -> int:
-    from deploy.benchmark import BenchConfig, run_benchmark
+    from deploy.benchmark.runner import BenchConfig, run_benchmark
+    from deploy.benchmark.capacity import SearchPlan
     from deploy.benchmark.report import rows
     from deploy.benchmark.runner import DEFAULT_PHASES
 
+    search = SearchPlan(target_p99_ms=args.latency_target_ms, point_s=args.latency_seconds,
+                        warmup_s=args.warmup_seconds, max_points=args.points, budget_s=args.search_seconds)  # fmt: skip
     config = BenchConfig(
         events=args.events,
         memory_users=tuple(int(users) for users in args.users.split(",")),
         rebalance_users=args.rebalance_users,
-        latency_seconds=args.latency_seconds,
+        search=search,
         live_rate=args.live_rate,
-        warmup_seconds=args.warmup_seconds,
+        collector_rate=args.collector_rate,
+        collector_clients=args.clients,
+        collector_batch=args.batch,
         out_dir=args.out,
         profile_seconds=args.profile_seconds,
+        peer_events=args.peer_events,
         phases=tuple(phase.strip() for phase in args.only.split(",")) if args.only else DEFAULT_PHASES,
     )
     results = run_benchmark(settings, config, "pulse " + " ".join(sys.argv[1:]), log=lambda line: print(line, flush=True))
@@ -404,12 +510,35 @@ def _down(_args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _status(_args: argparse.Namespace, settings: Settings) -> int:
-    from deploy.stack import status
+def _status(args: argparse.Namespace, settings: Settings) -> int:
+    from deploy.status_probe import RATE_SAMPLE_S, views
+    from deploy.status_view import as_json, render
 
-    for name, state in status(settings).items():
-        print(f"{name:8} {state}")
+    view = next(views(settings, RATE_SAMPLE_S))
+    print(as_json(view).decode() if args.json else render(view))
+    return 0 if view.healthy else 1
+
+
+def _top(args: argparse.Namespace, settings: Settings) -> int:
+    import time
+
+    from deploy.status_probe import views
+    from deploy.status_view import top_screen
+
+    try:
+        for view in views(settings, args.interval):
+            sys.stdout.write(top_screen(view, args.interval, time.strftime("%H:%M:%S")))
+            sys.stdout.flush()
+    except KeyboardInterrupt:  # how one leaves top: not a failure
+        print()
     return 0
+
+
+def _positive_seconds(text: str) -> float:
+    seconds = float(text)
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds: {text}")
+    return seconds
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:

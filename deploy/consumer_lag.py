@@ -14,23 +14,34 @@ from pulse.topics import Topics
 
 def consumer_lag(bootstrap: str, group: str, topics: Iterable[str], timeout: float = 10.0) -> int:
     """Records in ``topics`` not yet committed by ``group`` (uncommitted partitions count whole)."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    probe = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{group}-lag-probe", "enable.auto.commit": False})
+    return sum(partition_lags(bootstrap, group, topics, timeout).values())
+
+
+def partition_lags(bootstrap: str, group: str, topics: Iterable[str], timeout: float = 10.0) -> dict[tuple[str, int], int]:
+    """Records not yet committed by ``group``, by (topic, partition) of ``topics``; ``KafkaException`` if Kafka is down.
+
+    By partition so ``pulse status`` can split a group's lag among the workers holding them.
+    """
+    # log_level 0: a broker that is down is reported by the exception, not by librdkafka's stderr noise
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    probe = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": f"{group}-lag-probe", "enable.auto.commit": False, "log_level": 0}
+    )
     try:
         metadata = probe.list_topics(timeout=timeout).topics
         partitions = [
             TopicPartition(topic, p) for topic in topics for p in (metadata[topic].partitions if topic in metadata else {})
         ]
         if not partitions:
-            return 0
+            return {}
         request = [ConsumerGroupTopicPartitions(group, partitions)]
         committed = admin.list_consumer_group_offsets(request)[group].result(timeout)
         done = {(tp.topic, tp.partition): max(tp.offset, 0) for tp in committed.topic_partitions}
-        lag = 0
+        lags: dict[tuple[str, int], int] = {}
         for tp in partitions:
             low, high = probe.get_watermark_offsets(tp, timeout=timeout)
-            lag += high - max(done.get((tp.topic, tp.partition), 0), low)
-        return lag
+            lags[tp.topic, tp.partition] = high - max(done.get((tp.topic, tp.partition), 0), low)
+        return lags
     finally:
         probe.close()
 

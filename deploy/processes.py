@@ -40,6 +40,15 @@ def command_line(pid: int) -> list[str]:
         return []
 
 
+def environment(pid: int) -> dict[str, str]:
+    """The environment ``pid`` was started with (how its settings are found), or ``{}`` if it is gone or not ours."""
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
+    except OSError:
+        return {}
+    return dict(entry.split("=", 1) for entry in raw.split("\0") if "=" in entry)
+
+
 def read_pid(path: Path) -> int | None:
     """The pid stored in a pid file, or None when there is none."""
     try:

@@ -77,7 +77,7 @@ def up(settings: Settings, log: Log = print, timeout: float = 90.0) -> None:
     if not settings.embedded_clickhouse:  # embedded: only the sink may open it, and it migrates on start
         migrate(connect(settings.clickhouse_dsn))
     for service in services(settings):
-        pid = _running_pid(settings, service.name)
+        pid = running_pid(settings, service.name)
         if pid:
             log(f"{service.name} already running (pid {pid})")
             continue
@@ -101,7 +101,7 @@ def add_worker(settings: Settings, name: str, timeout: float = 90.0, **overrides
     worker = replace(settings, **overrides)
     if worker.worker_metrics_port == settings.worker_metrics_port or worker.data_dir == settings.data_dir:
         raise StackError(f"{name} needs a worker_metrics_port and a data_dir of its own")
-    if pid := _running_pid(settings, name):
+    if pid := running_pid(settings, name):
         raise StackError(f"{name} already running (pid {pid})")
     service = replace(_service(worker, "worker"), name=name)
     pid = _spawn(settings, service, runs_with=worker)
@@ -112,7 +112,7 @@ def add_worker(settings: Settings, name: str, timeout: float = 90.0, **overrides
 def down(settings: Settings, log: Log = print) -> None:
     """Stop the stages in reverse order, then the local broker; each gets SIGTERM, then SIGKILL."""
     for name in _stop_order(settings):
-        pid = _running_pid(settings, name)
+        pid = running_pid(settings, name)
         if pid is None:
             continue
         if not terminate(pid, STOP_TIMEOUT_S):
@@ -132,18 +132,22 @@ def status(settings: Settings) -> dict[str, str]:
     else:
         lines["kafka"] = f"external at {settings.bootstrap}"
     for service in services(settings):
-        pid = _running_pid(settings, service.name)
+        pid = running_pid(settings, service.name)
         lines[service.name] = f"pid {pid}, " + ("ready" if pid and _answers(service) else "not ready")
     return lines
 
 
+def extra_workers(settings: Settings) -> list[str]:
+    """The names of the extra workers :func:`add_worker` started and ``down`` did not stop yet, running or not."""
+    return sorted(path.stem for path in settings.run_dir.glob(f"{EXTRA_WORKER_PREFIX}*.pid"))
+
+
 def _stop_order(settings: Settings) -> list[str]:
-    """The services in reverse start order, extra workers (pid files ``worker-*``) just before the first worker."""
-    extra = sorted(path.stem for path in settings.run_dir.glob(f"{EXTRA_WORKER_PREFIX}*.pid"))
+    """The services in reverse start order, extra workers just before the first worker."""
     names: list[str] = []
     for service in reversed(services(settings)):
         if service.name == "worker":
-            names += extra
+            names += extra_workers(settings)
         names.append(service.name)
     return names
 
@@ -189,8 +193,8 @@ def _answers(service: Service) -> bool:
         return False
 
 
-def _running_pid(settings: Settings, name: str) -> int | None:
-    """The pid in the service's pid file if that process is alive and is our CLI."""
+def running_pid(settings: Settings, name: str) -> int | None:
+    """The pid in the pid file of the service ``name`` if that process is alive and is our CLI."""
     pid = read_pid(_pid_path(settings, name))
     if pid is None or not alive(pid):
         return None

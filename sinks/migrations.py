@@ -3,6 +3,10 @@
 Applied versions are recorded in ``schema_migrations`` with the file's checksum; editing
 a migration after it was applied is refused rather than silently diverging. A file may
 hold several statements separated by ``;`` at a line end.
+
+The files are written for one node; with a cluster name, every statement is turned into its
+cluster variant by :mod:`sinks.cluster` (Replicated tables behind Distributed ones,
+``ON CLUSTER``), and the ledger is replicated to every node.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from pathlib import Path
 from clickhouse_connect.driver.client import Client
 
 from pulse.errors import PulseError
+from sinks.cluster import everywhere, on_cluster
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _NAME = re.compile(r"(\d{4})_([a-z0-9_]+)\.sql")
@@ -46,9 +51,16 @@ class Migration:
     def checksum(self) -> str:
         return hashlib.sha256(self.sql.encode()).hexdigest()
 
-    def statements(self) -> list[str]:
+    def statements(self, cluster: str | None = None) -> list[str]:
+        """The file's statements, or with ``cluster`` their cluster variants."""
         body = "\n".join(line for line in self.sql.splitlines() if not line.lstrip().startswith("--"))
-        return [part.strip() for part in re.split(r";\s*$", body, flags=re.MULTILINE) if part.strip()]
+        single = [part.strip() for part in re.split(r";\s*$", body, flags=re.MULTILINE) if part.strip()]
+        return single if cluster is None else [variant for s in single for variant in on_cluster(s, cluster)]
+
+
+def ledger(cluster: str | None = None) -> str:
+    """The DDL of ``schema_migrations``: on a cluster, every node has all of it, so any node knows what ran."""
+    return _LEDGER.strip() if cluster is None else everywhere(_LEDGER.strip(), cluster)
 
 
 def available(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
@@ -65,9 +77,18 @@ def available(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return found
 
 
-def migrate(client: Client, directory: Path = MIGRATIONS_DIR) -> list[Migration]:
-    """Apply the migrations not yet applied; returns them. Safe to run any number of times."""
-    client.command(_LEDGER)
+def script(directory: Path = MIGRATIONS_DIR, cluster: str | None = None) -> str:
+    """Every statement :func:`migrate` would run on an empty database, as one SQL script to read or review."""
+    parts = [f"-- schema_migrations\n{ledger(cluster)};"]
+    for migration in available(directory):
+        statements = "\n\n".join(f"{statement};" for statement in migration.statements(cluster))
+        parts.append(f"-- {migration.version:04d}_{migration.name}\n{statements}")
+    return "\n\n".join(parts) + "\n"
+
+
+def migrate(client: Client, directory: Path = MIGRATIONS_DIR, cluster: str | None = None) -> list[Migration]:
+    """Apply the migrations not yet applied (on every node of ``cluster`` if named); returns them. Idempotent."""
+    client.command(ledger(cluster))
     applied = dict(client.query("SELECT version, checksum FROM schema_migrations FINAL").result_rows)
     done: list[Migration] = []
     for migration in available(directory):
@@ -78,7 +99,7 @@ def migrate(client: Client, directory: Path = MIGRATIONS_DIR) -> list[Migration]
                     "add a new migration instead"
                 )
             continue
-        for statement in migration.statements():
+        for statement in migration.statements(cluster):
             client.command(statement)
         client.insert(
             "schema_migrations",

@@ -4,8 +4,8 @@ Every figure is taken on the local stack (the project's Kafka broker, the worker
 embedded ClickHouse) and paired with the ceiling measured in the same run, so the ratios
 stay comparable across noisy machines. Nothing here asserts a speed; the report states
 what was measured.
+
+Entry point: :func:`deploy.benchmark.runner.run_benchmark`. This package imports nothing
+itself, so a peer of :mod:`deploy.benchmark.peers` runs in an environment of its own with
+only its own dependencies.
 """
-
-from deploy.benchmark.runner import BenchConfig, run_benchmark
-
-__all__ = ["BenchConfig", "run_benchmark"]

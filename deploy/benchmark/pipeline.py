@@ -6,6 +6,7 @@ page, the sink's ``/query``), so they measure any version of the worker the same
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
@@ -19,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from deploy.consumer_lag import wait_caught_up
+from deploy.consumer_lag import wait_caught_up, wait_pipeline_caught_up
 from deploy.reader import QueryError, run_query
 from producers import EventProducer
 from pulse.contract import Invalid
@@ -201,16 +202,30 @@ def live_templates(lines: Sequence[bytes]) -> list[dict[str, Any]]:
     return templates
 
 
+def live_event(count: int, prefix: str, run: str, templates: Sequence[dict[str, Any]] | None = None) -> dict:
+    """The ``count``-th event of the live run ``run``, id ``<prefix>-<run>-<count>``, stamped now.
+
+    ``ts`` (the event time) is the wall-clock millisecond the event is made, just before it is
+    sent, so ``inserted_at - ts`` in ClickHouse is its send-to-queryable time. The events are
+    the ``templates`` in turn (simulated traffic; each run's users are its own), or page views
+    of 5,000 users without them.
+    """
+    if templates:
+        event = dict(templates[count % len(templates)])
+        event["user_id"] = f"{run}-{event['user_id']}"
+    else:
+        event = {"type": "page_view", "user_id": f"lat-user-{count % 5000}", "context": {"path": "/"}}
+    event["event_id"] = f"{prefix}-{run}-{count}"
+    event["ts"] = time.time_ns() // 1_000_000
+    return event
+
+
 def live_events(rate: float, seconds: float, templates: Sequence[dict[str, Any]] | None = None,
                 run: str | None = None, warmup_s: float = 0.0) -> Iterator[dict]:  # fmt: skip
-    """Events at ``rate`` a second for ``warmup_s`` + ``seconds``, each stamped with the time it is made.
+    """Events (:func:`live_event`) at ``rate`` a second for ``warmup_s`` + ``seconds``.
 
-    ``ts`` (the event time) is the wall-clock millisecond the event is handed to the producer,
-    so ``inserted_at - ts`` in ClickHouse is its produce-to-queryable time. The events are the
-    ``templates`` in turn (simulated traffic; each run's users are its own), or page views of
-    5,000 users without them. Ids are ``warm-<run>-N`` during the warm-up and ``lat-<run>-N``
-    after it. The caller polls the producer in between: this generator sleeps only when it is
-    ahead of the rate.
+    Ids are ``warm-<run>-N`` during the warm-up and ``lat-<run>-N`` after it. The caller polls
+    the producer in between: this generator sleeps only when it is ahead of the rate.
     """
     run = run or uuid.uuid4().hex[:8]
     started = time.monotonic()
@@ -218,15 +233,7 @@ def live_events(rate: float, seconds: float, templates: Sequence[dict[str, Any]]
     while (elapsed := time.monotonic() - started) < warmup_s + seconds:
         due = int(elapsed * rate)
         while count < due:
-            prefix = "warm" if time.monotonic() - started < warmup_s else "lat"
-            if templates:
-                event = dict(templates[count % len(templates)])
-                event["user_id"] = f"{run}-{event['user_id']}"
-            else:
-                event = {"type": "page_view", "user_id": f"lat-user-{count % 5000}", "context": {"path": "/"}}
-            event["event_id"] = f"{prefix}-{run}-{count}"
-            event["ts"] = time.time_ns() // 1_000_000
-            yield event
+            yield live_event(count, "warm" if time.monotonic() - started < warmup_s else "lat", run, templates)
             count += 1
         yield {}  # a turn for the caller to poll the producer
 
@@ -243,20 +250,32 @@ def latency_quantiles(settings: Settings, id_prefix: str) -> dict[str, float]:
     return {"p50": p50, "p95": p95, "p99": p99, "max": row[1], "events": row[2]}
 
 
-def latency_ms(settings: Settings, rate: float, seconds: float, templates: Sequence[dict[str, Any]] | None = None,
-               warmup_s: float = 3.0, log: Any = None) -> dict[str, Any]:  # fmt: skip
-    """Event produced -> row queryable in ClickHouse, p50/p95/p99/max in ms, at a steady ``rate`` events a second.
+def settle(settings: Settings, id_prefix: str, expected: int) -> dict[str, Any]:
+    """Wait until the ``expected`` events ``id_prefix``* are queryable and the pipeline has drained; their latency.
 
-    Warm-up first: the worker ready, then one probe event queryable (the whole path works),
-    then ``warmup_s`` of traffic at the rate that is not counted; the ``seconds`` after it
-    are. Events go through :class:`EventProducer` with its normal linger, so records are as
-    small as live traffic makes them. Ends when every measured event is queryable.
+    Drained: the worker has committed every event and the sink every output, so whatever is
+    measured next starts on an idle pipeline instead of behind this run's backlog.
+    ``queryable_s`` and ``drained_s`` count from the call (just after the last event was sent).
     """
-    ready_s = wait_worker_ready(settings.worker_metrics_port)
-    probe_s = probe(settings)
-    if log:
-        log(f"  worker ready after {ready_s:.1f}s more, probe event queryable in {probe_s:.2f}s; "
-            f"{warmup_s:.0f}s warm-up, then {seconds:.0f}s at {rate:,.0f} events/s")  # fmt: skip
+    started = time.monotonic()
+    wait_queryable(settings, id_prefix, expected)
+    queryable_s = time.monotonic() - started
+    wait_pipeline_caught_up(settings, CATCH_UP_S, poll_s=0.1)
+    figures: dict[str, Any] = latency_quantiles(settings, id_prefix)
+    figures.update(sent=expected, queryable_s=queryable_s, drained_s=time.monotonic() - started)
+    return figures
+
+
+def live_point(settings: Settings, rate: float, seconds: float, templates: Sequence[dict[str, Any]] | None = None,
+               warmup_s: float = 3.0) -> dict[str, Any]:  # fmt: skip
+    """Events produced straight to Kafka at a steady ``rate`` -> rows queryable: p50/p95/p99/max in ms.
+
+    The worker must be ready and the whole path proven (a :func:`probe`) before the first
+    point. ``warmup_s`` of traffic at the rate is not counted; the ``seconds`` after it are.
+    Events go through :class:`EventProducer` with its normal linger, so records are as small
+    as live traffic makes them. Ends when the pipeline has drained (:func:`settle`).
+    """
+    wait_worker_ready(settings.worker_metrics_port)
     run = uuid.uuid4().hex[:8]
     measured = 0
     first_ms = last_ms = 0
@@ -274,11 +293,14 @@ def latency_ms(settings: Settings, rate: float, seconds: float, templates: Seque
             producer.poll()
     if not producer.report.ok:
         raise RuntimeError(f"latency run: events not delivered: {producer.report.errors}")
-    wait_queryable(settings, f"lat-{run}-", measured)
-    figures: dict[str, Any] = latency_quantiles(settings, f"lat-{run}-")
-    figures["achieved_eps"] = measured / max((last_ms - first_ms) / 1000, 1e-3)
-    figures["probe_s"] = probe_s
+    figures = settle(settings, f"lat-{run}-", measured)
+    figures["achieved_eps"] = achieved_eps(measured, first_ms, last_ms)
     return figures
+
+
+def achieved_eps(events: int, first_ms: int, last_ms: int) -> float:
+    """The rate ``events`` were sent at, the first at ``first_ms`` and the last at ``last_ms``."""
+    return events / max((last_ms - first_ms) / 1000, 1e-3)
 
 
 # --- memory ----------------------------------------------------------------------------
@@ -297,6 +319,12 @@ def rss_bytes(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()  # the name, in (), may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime and stime, fields 14 and 15
 
 
 def publish(settings: Settings, events: Iterator[dict]) -> None:

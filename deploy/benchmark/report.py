@@ -10,6 +10,8 @@ from typing import Any
 
 import orjson
 
+CAPACITY_PHASES = ("live", "collector")  # capacity searches (``capacity.search``), each with its curve
+CAPACITY_TARGET_EPS = 25_000  # the live capacity asked for, per worker process
 PACKAGES = ("faust-streaming", "aiokafka", "confluent-kafka", "clickhouse-connect", "chdb", "orjson")
 
 
@@ -51,11 +53,9 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             results["raw_insert_eps"],
             "bare clickhouse-connect columnar insert",
         )
-    if "latency_ms" in results:
-        latency = results["latency_ms"]
-        for q in ("p50", "p95", "p99", "max"):
-            table.append((f"event-to-queryable latency {q} at {results['latency_rate_eps']:,.0f} events/s (live)",
-                          f"{latency[q]:,.0f} ms", "5,000 ms (target, p99)", f"{latency[q] / 5000:.1%}"))  # fmt: skip
+    for phase in CAPACITY_PHASES:
+        if phase in results:
+            table += _capacity_rows(phase, results[phase])
     for users, figures in results.get("memory", {}).items():
         if users != "baseline_rss":
             table.append((f"worker memory with {int(users):,} active users",
@@ -74,7 +74,79 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             table.append((f"rebalance pause, {what} ({pause['users_in_state']:,} users in state)",
                           f"{figures['stalled_s']:,.1f} s (worst event {figures['max_latency_ms'] / 1000:,.1f} s)",
                           "-", "-"))  # fmt: skip
+    if "peers" in results:
+        table += _peer_rows(results["peers"])
     return table
+
+
+def _peer_rows(peers: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """Our worker and each peer on the same topic of one event a record, next to the raw consumer there and to
+    each other; and, loudly, whether each peer's sessions equal ours."""
+    worker, consumer = peers["worker_eps"], peers["raw_consumer_eps"]
+    consumer_name = "raw aiokafka consumer + orjson, same topic"
+
+    def rate(what: str, value: float | None, ceiling: float | None, ceiling_name: str) -> tuple[str, str, str, str]:
+        shown = f"{ceiling:,.0f} ({ceiling_name})" if ceiling else "-"
+        if value is None:
+            return what, "not measured", shown, "-"
+        return what, f"{value:,.0f} events/s", shown, f"{value / ceiling:.1%}" if ceiling else "-"
+
+    table = [rate(f"peers: our worker, all jobs, {peers['events']:,} events one a record", worker, consumer,
+                  consumer_name)]  # fmt: skip
+    for figures in peers["by_peer"].values():
+        title = figures["title"]
+        table.append(rate(f"peers: {title} ({figures['how']}), {figures['package']} {figures['version']}",
+                          figures["eps"], consumer, consumer_name))  # fmt: skip
+        table.append(rate(f"peers: our worker next to {title}", worker, figures["eps"], title))
+        agreement = (f"equal: {figures['sessions']:,} sessions of {peers['users']:,} users" if figures["equal"] else
+                     f"**DIFFERENT for {figures['differing_users']:,} of {peers['users']:,} users**")  # fmt: skip
+        table.append((f"peers: sessions of {title} vs ours", agreement, "-", "-"))
+    return table
+
+
+def _capacity_rows(phase: str, curve: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """The capacity a search found next to the target, the p99 at that rate and (collector) the requests answered."""
+    target, capacity = curve["target_p99_ms"], curve["capacity_eps"]
+    what = f"{phase} capacity: highest steady rate with p99 event-to-queryable under {target:,.0f} ms"
+    what += f" ({curve['traffic']})"
+    goal = f"{CAPACITY_TARGET_EPS:,} events/s (target, per worker process)"
+    table = [(what, f"none of {len(curve['points'])} rates held", goal, "-")]
+    if capacity is not None:
+        at = next(p for p in curve["points"] if p["rate"] == capacity)
+        ceiling = " (the backlog rate, the most tried)" if capacity == curve["most_eps"] else ""
+        table = [
+            (what, f"{capacity:,.0f} events/s{ceiling}", goal, f"{capacity / CAPACITY_TARGET_EPS:.1%}"),
+            (f"{phase}: event-to-queryable p99 at its capacity ({capacity:,.0f} events/s)", f"{at['p99']:,.0f} ms",
+             f"{target:,.0f} ms (target, p99)", f"{at['p99'] / target:.1%}"),
+        ]  # fmt: skip
+    if requests := sum(p.get("requests", 0) for p in curve["points"]):
+        failed = sum(p["failed"] for p in curve["points"])
+        table.append((f"{phase}: requests answered 2xx, every point", f"{requests - failed:,} of {requests:,}", "-",
+                      f"{(requests - failed) / requests:.1%}"))  # fmt: skip
+    return table
+
+
+def curve_lines(results: dict[str, Any]) -> list[str]:
+    """The points of each capacity search as a markdown table, by rate (``#`` is the order they were measured in)."""
+    lines: list[str] = []
+    for phase in (phase for phase in CAPACITY_PHASES if phase in results):
+        points = sorted(enumerate(results[phase]["points"], 1), key=lambda numbered: numbered[1]["rate"])
+        lines += [
+            "",
+            f"## {phase}: event-to-queryable latency by rate ({results[phase]['traffic']})",
+            "",
+            "| # | rate asked, events/s | sent, events/s | events | p50 ms | p95 ms | p99 ms | max ms "
+            + "| requests (failed) | answer p99 ms | CPU: clients, collector | held |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for n, p in points:
+            requests = f"{p['requests']:,} ({p['failed']:,})" if "requests" in p else "-"
+            answer = f"{p['answer_p99_ms']:,.0f}" if p.get("answer_p99_ms") is not None else "-"
+            cpu = f"{p['client_cpu']:.0%}, {p['collector_cpu']:.0%}" if "client_cpu" in p else "-"
+            lines.append(f"| {n} | {p['rate']:,.0f} | {p['achieved_eps']:,.0f} | {p['events']:,} | {p['p50']:,.0f} "
+                         f"| {p['p95']:,.0f} | {p['p99']:,.0f} | {p['max']:,.0f} | {requests} | {answer} | {cpu} "
+                         f"| {'yes' if p['held'] else 'no: ' + p['shortfall']} |")  # fmt: skip
+    return lines
 
 
 def write_report(results: dict[str, Any], out_dir: Path, command: str) -> None:
@@ -96,6 +168,7 @@ def write_report(results: dict[str, Any], out_dir: Path, command: str) -> None:
         "| what | value | ceiling | ratio |",
         "|---|---|---|---|",
         *(f"| {what} | {value} | {ceiling} | {ratio} |" for what, value, ceiling, ratio in rows(results)),
+        *curve_lines(results),
         "",
     ]
     (out_dir / "bench.md").write_text("\n".join(lines))

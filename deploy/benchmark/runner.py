@@ -7,10 +7,15 @@ Phases, in order (``BenchConfig.phases`` picks some; ``pulse bench --only live``
   consumer + orjson, clickhouse-connect columnar insert);
 - ``validate``, ``backlog``: the worker with validation alone, then with every job, on the
   events already in Kafka (a backlog), and the sink behind it;
-- ``live``: event-to-queryable latency at a steady rate of live traffic, after a warm-up;
+- ``live``: the live capacity of events produced straight to Kafka: the highest steady rate whose
+  p99 event-to-queryable stays under the target, found by search (``capacity``), and the curve;
+- ``collector``: the same search through the HTTP collector, many clients posting small batches
+  (``collector_load``);
 - ``memory``: worker RSS with ``memory_users`` active users;
 - ``rebuild``: the timer rebuild after an assignment, in process, with ``rebalance_users``
   users' state: the longest the event loop is blocked by one step, and the total;
+- ``peers`` (run last): ``peer_events`` events one a record, sessionized by our worker, by the
+  most direct Faust code and by Quix Streams, side by side; their rates and whether they agree;
 - ``rebalance`` (not run by default: minutes with a million users): the running pipeline with
   ``rebalance_users`` users in state, a second worker joins, then leaves; the pause traffic sees.
 """
@@ -22,14 +27,14 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from deploy.benchmark import ceilings, pipeline
+from deploy.benchmark import capacity, ceilings, collector_load, pipeline
 from deploy.benchmark.report import write_report
 from deploy.kafka_broker import BrokerConfig, LocalKafka
 from deploy.ports import free_ports
@@ -45,10 +50,10 @@ from pulse.wire import encode_events
 
 Log = Callable[[str], None]
 
-PHASES = ("producer", "ceilings", "validate", "backlog", "live", "memory", "rebuild", "rebalance")
+PHASES = ("producer", "ceilings", "validate", "backlog", "live", "collector", "memory", "rebuild", "peers", "rebalance")
 DEFAULT_PHASES = PHASES[:-1]  # a rebalance with a million users in state takes minutes: asked for by name
-DEFAULT_LIVE_RATE = 2_000.0  # events/s when no backlog rate was measured in the same run
-LIVE_TEMPLATES_MAX = 200_000  # simulated lines replayed (in turn) as live traffic
+DEFAULT_LIVE_RATE = 2_000.0  # first point of the live search when no backlog rate was measured in the same run
+LIVE_TEMPLATES = 100_000  # simulated lines replayed (in turn) as live traffic
 
 
 @dataclass(frozen=True)
@@ -56,17 +61,22 @@ class BenchConfig:
     events: int = 500_000
     memory_users: tuple[int, ...] = (100_000, 500_000)
     rebalance_users: int = 1_000_000
-    latency_seconds: float = 20.0
-    live_rate: float | None = None  # default: half the all-jobs rate through the sink, measured first
-    warmup_seconds: float = 3.0
+    search: capacity.SearchPlan = field(default_factory=capacity.SearchPlan)  # of the live and collector phases
+    live_rate: float | None = None  # first point; default: half the all-jobs rate through the sink, measured first
+    collector_rate: float | None = None  # first point; default: the live capacity, measured first
+    collector_clients: int = 128  # each waits for its answer: at 50 ms, 128 x 10 events / 0.05 s = 25,600 events/s
+    collector_batch: int = 10
     out_dir: Path = Path("bench/results")
     profile_seconds: float = 10.0  # py-spy of the worker during the all-jobs run; 0 skips it
+    peer_events: int = 40_000  # of the peers phase, one a record: 60-100 s in all (direct Faust: ~1,000 a second)
     phases: tuple[str, ...] = DEFAULT_PHASES
 
     def __post_init__(self) -> None:
         unknown = set(self.phases) - set(PHASES)
         if unknown or not self.phases:
             raise ValueError(f"unknown phases {sorted(unknown)}; choose from {', '.join(PHASES)}")
+        if self.collector_clients < 1 or self.collector_batch < 1:
+            raise ValueError("the collector phase needs at least one client and one event a request")
 
     def runs(self, phase: str) -> bool:
         return phase in self.phases
@@ -158,23 +168,32 @@ def _measure(base: Settings, bootstrap: str, root: Path, config: BenchConfig, lo
             f"backlog), through the sink {n / catch_up.sink_s:,.0f} events/s")  # fmt: skip
         done(phase)
 
-    if config.runs("live"):
-        rate = config.live_rate or (results["all_sink_eps"] / 2 if "all_sink_eps" in results else DEFAULT_LIVE_RATE)
-        log(f"[live] event-to-queryable latency at {rate:,.0f} events/s for {config.latency_seconds:.0f}s ...")
-        needed = min(int(rate * (config.latency_seconds + config.warmup_seconds)) + 1, LIVE_TEMPLATES_MAX)
-        templates = pipeline.live_templates((lines if len(lines) >= needed else _lines(needed))[:needed])
+    searches = [phase for phase in ("live", "collector") if config.runs(phase)]
+    if searches:
         scenario = _scenario(base, bootstrap, root, "latency")
         ensure_topics(scenario)
         up(scenario, log=lambda _line: None)
-        results["latency_rate_eps"] = rate
-        results["latency_ms"] = pipeline.latency_ms(scenario, rate, config.latency_seconds, templates,
-                                                    config.warmup_seconds, log=log)  # fmt: skip
-        down(scenario, log=lambda _line: None)
-        latency = results["latency_ms"]
-        log(f"[live] at {rate:,.0f} events/s ({latency['achieved_eps']:,.0f} achieved, {latency['events']:,} events): "
-            f"p50 {latency['p50']:,.0f} ms, p95 {latency['p95']:,.0f} ms, p99 {latency['p99']:,.0f} ms, "
-            f"max {latency['max']:,.0f} ms")  # fmt: skip
-        done("live")
+        try:
+            templates = pipeline.live_templates(lines[:LIVE_TEMPLATES] if len(lines) >= LIVE_TEMPLATES
+                                                else _lines(LIVE_TEMPLATES))  # fmt: skip
+            ready_s = pipeline.wait_worker_ready(scenario.worker_metrics_port)
+            log(f"[{searches[0]}] worker ready after {ready_s:.1f}s more, a probe event queryable in "
+                f"{pipeline.probe(scenario):.2f}s")  # fmt: skip
+            for phase in searches:
+                measure, first, traffic = _search_setup(phase, scenario, templates, config, results)
+                log(f"[{phase}] capacity search, {traffic}: from {first:,.0f} events/s, points of "
+                    f"{config.search.warmup_s:.0f}s warm-up + {config.search.point_s:.0f}s, p99 target "
+                    f"{config.search.target_p99_ms:,.0f} ms ...")  # fmt: skip
+                curve = capacity.search(measure, first, config.search, log=lambda line, p=phase: log(f"[{p}] {line}"),
+                                        most_eps=results.get("all_sink_eps"))  # fmt: skip
+                results[phase] = {**curve, "traffic": traffic}
+                held = f"{curve['capacity_eps']:,.0f} events/s" if curve["capacity_eps"] else "none (no rate held)"
+                if curve["capacity_eps"] and curve["capacity_eps"] == curve["most_eps"]:
+                    held += " (the backlog rate, the most a search tries)"
+                log(f"[{phase}] capacity {held} over {len(curve['points'])} points")
+                done(phase)
+        finally:
+            down(scenario, log=lambda _line: None)
 
     if config.runs("rebuild"):
         from deploy.benchmark import rebalance
@@ -206,7 +225,34 @@ def _measure(base: Settings, bootstrap: str, root: Path, config: BenchConfig, lo
                 done("rebalance")
         finally:
             down(scenario, log=lambda _line: None)
+
+    if config.runs("peers"):
+        from deploy.benchmark.peers.phase import side_by_side
+
+        log(f"[peers] our worker, direct Faust and Quix Streams on {config.peer_events:,} events, one a record ...")
+        scenario = _scenario(base, bootstrap, root, "peers")
+        results["peers"] = side_by_side(scenario, _lines(config.peer_events), log)
+        done("peers")
     return results
+
+
+def _search_setup(phase: str, scenario: Settings, templates: list[dict[str, Any]], config: BenchConfig,
+                  results: dict[str, Any]) -> tuple[capacity.Measure, float, str]:  # fmt: skip
+    """The ``live`` or ``collector`` search's measure of a point, its first rate and its traffic, in words.
+
+    The live search starts at half the rate the pipeline emptied a backlog at (no steady rate
+    above that one holds); the collector's, one more hop on the same pipeline, at the live capacity.
+    """
+    plan = config.search
+    live_first = config.live_rate or (results["all_sink_eps"] / 2 if "all_sink_eps" in results else DEFAULT_LIVE_RATE)
+    if phase == "live":
+        return (lambda rate: pipeline.live_point(scenario, rate, plan.point_s, templates, plan.warmup_s),
+                live_first, "events produced straight to Kafka")  # fmt: skip
+    clients, batch = config.collector_clients, config.collector_batch
+    return (lambda rate: collector_load.collector_point(scenario, rate, plan.point_s, templates, plan.warmup_s,
+                                                        clients, batch),
+            config.collector_rate or results.get("live", {}).get("capacity_eps") or live_first,
+            f"{clients} HTTP clients posting {batch} events a request to the collector")  # fmt: skip
 
 
 def _memory(scenario: Settings, levels: tuple[int, ...], results: dict[str, Any], log: Log) -> None:

@@ -60,6 +60,8 @@ def settings(kafka_bootstrap: str, tmp_path: Path) -> Settings:
             "PULSE_WORKER_METRICS_PORT": str(worker_port),
             "PULSE_SINK_PORT": str(sink_port),
             "PULSE_COLLECTOR_PORT": str(collector_port),
+            # the worker's table store: PULSE_STATE_STORE=rocksdb:// runs the suite on disk state (needs rocksdict)
+            "PULSE_STATE_STORE": os.environ.get("PULSE_STATE_STORE", "memory://"),
         }
     )
 

@@ -41,7 +41,7 @@ def read_all(bootstrap: str, topic: str, expected: int) -> list[tuple[bytes, lis
 
 
 def test_every_command_has_help() -> None:
-    for command in ["kafka", "topics", "migrate", "worker", "sink", "produce", "collect", "query", "up", "down", "status", "demo", "soak"]:
+    for command in ["kafka", "topics", "migrate", "worker", "sink", "produce", "collect", "query", "up", "down", "status", "top", "demo", "soak"]:
         result = subprocess.run([sys.executable, "-m", "deploy.cli", command, "--help"], capture_output=True, text=True)
         assert result.returncode == 0 and "KAFKA_BOOTSTRAP" in result.stdout, command
 

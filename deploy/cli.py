@@ -31,6 +31,7 @@ environment:
   PULSE_STATE_STORE      worker table store: memory:// (default) or rocksdb:// (needs rocksdict)
   PULSE_SINK_PORT        sink port for /query, /healthz and /metrics (default 8124)
   PULSE_COLLECTOR_PORT   HTTP collector port (default 8088)
+  PULSE_BIND_HOST        address the collector, worker and sink listen on (default 127.0.0.1; 0.0.0.0 in containers)
   PULSE_WRITE_KEYS       comma-separated write keys the collector accepts (unset: no auth)
   PULSE_CONFIG           YAML file with tuning sections: producer, dedup, sink, validation, collector
 """
@@ -444,10 +445,9 @@ def _simulate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _bench(args: argparse.Namespace, settings: Settings) -> int:
-    from deploy.benchmark.runner import BenchConfig, run_benchmark
     from deploy.benchmark.capacity import SearchPlan
     from deploy.benchmark.report import rows
-    from deploy.benchmark.runner import DEFAULT_PHASES
+    from deploy.benchmark.runner import DEFAULT_PHASES, BenchConfig, run_benchmark
 
     search = SearchPlan(target_p99_ms=args.latency_target_ms, point_s=args.latency_seconds,
                         warmup_s=args.warmup_seconds, max_points=args.points, budget_s=args.search_seconds)  # fmt: skip

@@ -16,7 +16,7 @@ from deploy.ground_truth import expected_outcome, read_outcome
 from deploy.progress import Progress
 from deploy.stack import Log, down, up
 from producers import EventProducer, FileReport, publish_lines
-from producers.simulator import SimulationConfig, simulate
+from producers.simulator import Simulation, SimulationConfig, simulate
 from pulse.settings import Settings
 
 CATCH_UP_TIMEOUT_S = 300.0
@@ -54,8 +54,7 @@ def run_demo(settings: Settings, config: SimulationConfig, log: Log = print) -> 
     try:
         up(settings, log)
         progress = Progress(f"publishing {config.customers} simulated customers", total=totals["lines"], unit=" lines")
-        with EventProducer.from_settings(settings) as producer:
-            published = publish_lines(simulation.lines(), "simulation", producer, progress.update)
+        published = _publish(settings, simulation, progress)
         progress.close(totals["lines"])
         log("waiting for the worker and the sink to catch up ...")
         wait_pipeline_caught_up(settings, CATCH_UP_TIMEOUT_S)
@@ -63,6 +62,12 @@ def run_demo(settings: Settings, config: SimulationConfig, log: Log = print) -> 
     finally:
         down(settings, log)
     return DemoSummary(published, expected, found, time.monotonic() - started)
+
+
+def _publish(settings: Settings, simulation: Simulation, progress: Progress) -> FileReport:
+    """Publish the simulation with a producer that is gone on return: none is left to retry the broker ``down`` stops."""
+    with EventProducer.from_settings(settings) as producer:
+        return publish_lines(simulation.lines(), "simulation", producer, progress.update)
 
 
 def _demo_dsn(settings: Settings, demo_dir: Path) -> str:

@@ -231,10 +231,13 @@ def _too_large(message: str) -> web.Response:
     return _json(413, {"error": message})
 
 
-def run_collector(settings: Settings, host: str = "127.0.0.1") -> None:
-    """Serve the collector on ``PULSE_COLLECTOR_PORT`` until SIGINT or SIGTERM."""
+def run_collector(settings: Settings) -> None:
+    """Serve the collector on ``PULSE_BIND_HOST:PULSE_COLLECTOR_PORT`` until SIGINT or SIGTERM."""
+    host = settings.bind_host
     delivery_ms = int(settings.collector.delivery_timeout_s * 1000)
-    producer = EventProducer.from_settings(settings, config={"message.timeout.ms": delivery_ms})
+    # the collector packs records itself (collector.linger_ms): librdkafka's own linger would only delay each answer
+    config = {"message.timeout.ms": delivery_ms, "linger.ms": 1}
+    producer = EventProducer.from_settings(settings, config=config, process="collector")
     app = Collector(settings, producer).application()
     print(f"collector on http://{host}:{settings.collector_port}/v1/events", flush=True)
     web.run_app(app, host=host, port=settings.collector_port, print=None)

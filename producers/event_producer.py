@@ -27,6 +27,7 @@ from producers.packing import OpenRecords, PackedRecord
 from pulse.contract import Event, Invalid, validate
 from pulse.dead_letter import DeadLetter
 from pulse.errors import PulseError
+from pulse.kafka_outages import kafka_dependency, librdkafka_config
 from pulse.partitioning import partition_for
 from pulse.settings import ProducerTuning, Settings, ValidationTuning
 from pulse.topics import Topics
@@ -69,7 +70,9 @@ class EventProducer:
         *,
         max_future_skew_s: float = ValidationTuning().max_future_skew_s,
         config: Mapping[str, Any] | None = None,
+        process: str = "producer",
     ) -> None:
+        """``process`` names the process in ``pulse_dependency_up`` and the log's outage lines."""
         self._topics = topics
         self._tuning = tuning or ProducerTuning()
         self._max_future_skew_s = max_future_skew_s
@@ -83,6 +86,7 @@ class EventProducer:
                 "queue.buffering.max.messages": self._tuning.queue_max_messages,
                 "queue.buffering.max.kbytes": self._tuning.queue_max_kbytes,
                 "message.max.bytes": max(1_048_576, self._tuning.max_record_bytes * 2),
+                **librdkafka_config(kafka_dependency(process)),
                 **(config or {}),
             }
         )
@@ -96,7 +100,9 @@ class EventProducer:
         self.report = DeliveryReport()
 
     @classmethod
-    def from_settings(cls, settings: Settings, config: Mapping[str, Any] | None = None) -> EventProducer:
+    def from_settings(
+        cls, settings: Settings, config: Mapping[str, Any] | None = None, process: str = "producer"
+    ) -> EventProducer:
         """A producer for the pipeline described by ``settings`` (broker, topics, tuning)."""
         return cls(
             settings.bootstrap,
@@ -104,6 +110,7 @@ class EventProducer:
             settings.producer,
             max_future_skew_s=settings.validation.max_future_skew_s,
             config=config,
+            process=process,
         )
 
     def check(self, obj: Any) -> Event | Invalid:

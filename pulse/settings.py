@@ -115,6 +115,7 @@ class Settings:
     worker_metrics_port: int
     sink_port: int
     collector_port: int
+    bind_host: str  # the address the collector, worker and sink listen on (0.0.0.0 in a container)
     write_keys: frozenset[str]
     app_id: str
     state_store: str
@@ -141,6 +142,7 @@ class Settings:
             "PULSE_WORKER_METRICS_PORT": str(self.worker_metrics_port),
             "PULSE_SINK_PORT": str(self.sink_port),
             "PULSE_COLLECTOR_PORT": str(self.collector_port),
+            "PULSE_BIND_HOST": self.bind_host,
             "PULSE_WRITE_KEYS": ",".join(sorted(self.write_keys)),
             "PULSE_APP_ID": self.app_id,
             "PULSE_STATE_STORE": self.state_store,
@@ -214,6 +216,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         worker_metrics_port=_int(env, "PULSE_WORKER_METRICS_PORT", 9464),
         sink_port=_int(env, "PULSE_SINK_PORT", 8124),
         collector_port=_int(env, "PULSE_COLLECTOR_PORT", 8088),
+        bind_host=env.get("PULSE_BIND_HOST") or "127.0.0.1",
         write_keys=frozenset(key.strip() for key in env.get("PULSE_WRITE_KEYS", "").split(",") if key.strip()),
         app_id=env.get("PULSE_APP_ID", "customer-pulse"),
         state_store=env.get("PULSE_STATE_STORE", "memory://"),

@@ -18,6 +18,10 @@ Transient:
   column, no right to write, a read-only user or table. They hold for every row alike, so
   splitting the batch would dead-letter all of it; an operator (or the pending migration)
   fixes them, and meanwhile the sink lags and ``/healthz`` reports it stalled.
+- server error codes of its own storage failing: a disk full (``NOT_ENOUGH_SPACE``) or a
+  filesystem that turned read-only or refuses writes (``CANNOT_WRITE_TO_FILE_DESCRIPTOR``,
+  ``CANNOT_CREATE_DIRECTORY``..., and the embedded engine's ``STD_EXCEPTION`` wrapping a C++
+  ``filesystem error``). They too hold for every row alike, and pass once the disk does.
 - anything else without a server error code (a driver misuse, a bug of ours): retrying keeps
   the rows, and the stall is visible.
 
@@ -84,7 +88,26 @@ NOT_SET_UP_CODES: dict[int, str] = {
     497: "ACCESS_DENIED",
     516: "AUTHENTICATION_FAILED",
 }
-TRANSIENT_CODES = frozenset(TRY_LATER_CODES) | frozenset(NOT_SET_UP_CODES)
+# ... and the codes of a server whose own storage fails (243 NOT_ENOUGH_SPACE is above).
+STORAGE_CODES: dict[int, str] = {
+    74: "CANNOT_READ_FROM_FILE_DESCRIPTOR",
+    75: "CANNOT_WRITE_TO_FILE_DESCRIPTOR",
+    76: "CANNOT_OPEN_FILE",
+    77: "CANNOT_CLOSE_FILE",
+    87: "CANNOT_SEEK_THROUGH_FILE",
+    88: "CANNOT_TRUNCATE_FILE",
+    172: "CANNOT_CREATE_DIRECTORY",
+    204: "CANNOT_FSYNC",
+    294: "CANNOT_WRITE_TO_FILE",
+    400: "CANNOT_STAT",
+    424: "CANNOT_LINK",
+    458: "CANNOT_UNLINK",
+    586: "CANNOT_CREATE_FILE",
+}
+TRANSIENT_CODES = frozenset(TRY_LATER_CODES) | frozenset(NOT_SET_UP_CODES) | frozenset(STORAGE_CODES)
+# chdb reports a failed mkdir or write of a part as std::filesystem::filesystem_error, code 1001
+STD_EXCEPTION = 1001
+FILESYSTEM_ERROR = "filesystem error"
 
 # What clickhouse-connect's Native encoder raises for a value that does not fit its column.
 ENCODING_ERRORS: tuple[type[Exception], ...] = (
@@ -97,7 +120,7 @@ def is_transient(exc: Exception) -> bool:
     if isinstance(exc, OSError | OperationalError):
         return True
     code = getattr(exc, "code", None) if isinstance(exc, ClickHouseError) else None
-    if code in TRANSIENT_CODES:
+    if code in TRANSIENT_CODES or (code == STD_EXCEPTION and FILESYSTEM_ERROR in str(exc)):
         return True
     return not (isinstance(exc, ENCODING_ERRORS) or code is not None)
 

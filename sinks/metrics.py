@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from pulse.kafka_outages import kafka_dependency
+from pulse.outages import Dependency
+
 ROWS_INSERTED = Counter("pulse_rows_inserted_total", "Rows inserted into ClickHouse, by table.", ["table"])
 INSERT_SECONDS = Histogram(
     "pulse_insert_seconds",
@@ -31,6 +34,9 @@ UNREADABLE_RECORDS = Counter(
     "pulse_sink_unreadable_records_total",
     "Records of an output topic the sink could not decode (kept as dead letters).",
 )
+# pulse_dependency_up{process="sink", dependency="kafka" | "clickhouse"}
+KAFKA = kafka_dependency("sink")
+CLICKHOUSE = Dependency("sink", "clickhouse")  # up again on the first insert that lands
 SECONDS_SINCE_PROGRESS = Gauge(
     "pulse_sink_seconds_since_progress", "Seconds since the sink last consumed a record or inserted rows."
 )

@@ -31,7 +31,8 @@ def run_sink(settings: Settings) -> None:
     metrics.SECONDS_SINCE_PROGRESS.set_function(lambda: liveness.seconds_since_progress(time.monotonic()))
     metrics.STALLED.set_function(lambda: float(liveness.health(time.monotonic()).stalled))
     server = QueryServer(
-        connect(settings.clickhouse_dsn), settings.sink_port, health=lambda: liveness.health(time.monotonic())
+        connect(settings.clickhouse_dsn), settings.sink_port, health=lambda: liveness.health(time.monotonic()),
+        host=settings.bind_host,
     )
     server.start()
     log.info("sink started: %s -> %s; queries and /metrics on %s", settings.bootstrap, settings.clickhouse_dsn, settings.sink_url)

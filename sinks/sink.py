@@ -22,6 +22,7 @@ import time
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from pulse.dead_letter import DeadLetter
+from pulse.kafka_outages import librdkafka_config
 from pulse.lag import observe_lag
 from pulse.outputs import OUTPUTS
 from pulse.settings import Settings
@@ -61,6 +62,7 @@ class ClickHouseSink:
                 "max.poll.interval.ms": 3_600_000,
                 "session.timeout.ms": 10_000,  # a crashed sink's partitions move on after 10 s
                 "fetch.max.bytes": 64 * 1024 * 1024,
+                **librdkafka_config(metrics.KAFKA),
             }
         )
 

@@ -111,7 +111,7 @@ class BatchWriter:
                 metrics.INSERT_FAILURES.labels(table).inc()
                 if not is_transient(exc):
                     return describe(exc, context.column_name if context else None)
-                log.warning("insert of %d rows into %s failed (%s); retrying in %.1fs", len(columns), table, exc, delay)
+                metrics.CLICKHOUSE.failed(f"insert of {len(columns)} rows into {table} failed, retrying: {exc}")
                 if self._stop.wait(delay):
                     raise Stopped(f"stopped with {len(columns)} rows for {table} not inserted") from exc
                 delay = min(delay * 2, self._tuning.retry_max_s)
@@ -119,5 +119,6 @@ class BatchWriter:
             metrics.INSERT_SECONDS.labels(table).observe(time.perf_counter() - started)
             metrics.ROWS_INSERTED.labels(table).inc(len(columns))
             metrics.BATCH_ROWS.labels(table).observe(len(columns))
+            metrics.CLICKHOUSE.reachable()
             self._on_insert()
             return None

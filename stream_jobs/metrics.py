@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from pulse.kafka_outages import kafka_dependency
+
 RECORDS_IN = Counter("pulse_records_in_total", "Kafka records read from the events topic.")
 EVENTS_IN = Counter("pulse_events_in_total", "Events read from the events topic (one per NDJSON line).")
 EVENTS_VALID = Counter("pulse_events_valid_total", "Events that passed validation (new ones, not resends).")
@@ -27,6 +29,7 @@ PUBLISH_REJECTED = Counter(
 OUTPUT_DROPPED = Counter(
     "pulse_output_dropped_total", "Output records refused for good whose dead letter was refused too (logged, then dropped)."
 )
+KAFKA = kafka_dependency("worker")  # pulse_dependency_up{process="worker", dependency="kafka"}
 WORKER_READY = Gauge("pulse_worker_ready", "1 while the worker holds its partitions with their state restored.")
 SECONDS_SINCE_PROGRESS = Gauge(
     "pulse_worker_seconds_since_progress", "Seconds since the worker last processed a record (as of the last /healthz)."

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import faust
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from pulse.errors import PulseError
+from pulse.kafka_outages import librdkafka_config, report_error
 from stream_jobs import metrics
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,9 @@ class OutputLost(PulseError):
 class OutputProducer:
     """An idempotent confluent-kafka producer whose flush confirms every record produced so far."""
 
-    def __init__(self, bootstrap: str, config: dict[str, Any] | None = None) -> None:
+    def __init__(self, bootstrap: str, *, track_offsets_of: str | None = None,
+                 config: dict[str, Any] | None = None) -> None:  # fmt: skip
+        """``track_offsets_of``: a topic whose acknowledged offsets :meth:`confirm` reports (a changelog)."""
         self._producer = Producer(
             {
                 "bootstrap.servers": bootstrap,
@@ -51,12 +54,16 @@ class OutputProducer:
                 "compression.type": "lz4",
                 "linger.ms": 5,
                 "message.timeout.ms": 0,  # never give up on a transient failure: the partition waits instead
-                "delivery.report.only.error": True,  # a report costs a Python call: only failures need one
-                "on_delivery": self._on_failure,
+                # a report costs a Python call: only failures need one, unless offsets are tracked
+                "delivery.report.only.error": track_offsets_of is None,
+                "on_delivery": self._on_delivery,
+                **librdkafka_config(metrics.KAFKA),
                 "error_cb": _on_client_error,
                 **(config or {}),
             }
         )
+        self._tracked = track_offsets_of
+        self._offsets: dict[int, int] = {}  # partition of the tracked topic -> newest acknowledged offset
         self._failures: list[str] = []
 
     def send(self, topic: str, value: bytes | None, *, key: bytes | None = None, partition: int | None = None,
@@ -82,34 +89,41 @@ class OutputProducer:
             await asyncio.sleep(WAIT_S)
             producer.poll(0)
 
-    async def confirm(self) -> None:
-        """Wait until every record produced so far is acknowledged; raise :class:`OutputLost` if one never will be."""
+    async def confirm(self) -> dict[int, int]:
+        """Wait until every record produced so far is acknowledged; raise :class:`OutputLost` if one never will be.
+
+        Returns the newest acknowledged offset per partition of the tracked topic since the last call.
+        """
         producer = self._producer
         while producer.flush(0):
             await asyncio.sleep(WAIT_S)
         if self._failures:
             failures, self._failures = self._failures, []
             raise OutputLost(f"{len(failures)} output records refused for good, first: {failures[0]}")
+        offsets, self._offsets = self._offsets, {}
+        return offsets
 
-    def _on_failure(self, error: KafkaError | None, message: Message) -> None:
+    def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
         if error is not None:
             log.error("output record to %s refused for good: %s", message.topic(), error)
             self._failures.append(f"{message.topic()}: {error}")
+        elif message.topic() == self._tracked:
+            self._offsets[message.partition()] = message.offset()  # reports come in order per partition
 
 
 def _on_client_error(error: KafkaError) -> None:
-    """A client-level error (broker unreachable, ...): librdkafka retries; counted and logged."""
+    """A client-level error (broker unreachable, ...): librdkafka retries; counted, and summarised in the log."""
     metrics.PUBLISH_FAILURES.inc()
-    log.warning("output producer: %s", error)
+    report_error(metrics.KAFKA, error)
 
 
-def attach_to_commits(app: faust.App, producer: OutputProducer) -> None:
-    """Make the app's producer flush, which Faust awaits before every commit, confirm ``producer`` first."""
+def attach_to_commits(app: faust.App, confirm: Callable[[], Awaitable[object]]) -> None:
+    """Make the app's producer flush, which Faust awaits before every commit, await ``confirm`` first."""
     faust_producer = app.producer
     flush_faust = faust_producer.flush
 
     async def flush() -> None:
-        await producer.confirm()
+        await confirm()
         await flush_faust()
 
     faust_producer.flush = flush  # type: ignore[method-assign]

@@ -20,7 +20,7 @@ from stream_jobs.health import WorkerHealth
 
 
 class StatusServer:
-    """Serves the worker's health and metrics on ``127.0.0.1:port``."""
+    """Serves the worker's health and metrics on ``host:port`` (``PULSE_BIND_HOST``, 127.0.0.1 by default)."""
 
     def __init__(self, health: WorkerHealth, port: int, host: str = "127.0.0.1") -> None:
         self._health = health

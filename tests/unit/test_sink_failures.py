@@ -26,6 +26,12 @@ TRANSIENT = [
     DatabaseError("Code: 252. DB::Exception: Too many parts (300). (TOO_MANY_PARTS)", code=252),
     DatabaseError("Code: 241. DB::Exception: Memory limit exceeded. (MEMORY_LIMIT_EXCEEDED)", code=241),
     DatabaseError("Code: 60. DB::Exception: Table default.sessions does not exist. (UNKNOWN_TABLE)", code=60),
+    DatabaseError("Code: 243. DB::Exception: Cannot reserve 1.00 MiB, not enough space. (NOT_ENOUGH_SPACE)", code=243),
+    DatabaseError(  # what chdb 4.4 said with the table's directory on a filesystem remounted read-only
+        "Code: 1001. DB::Exception: std::__1::filesystem::filesystem_error: filesystem error: in create_directories: "
+        'Read-only file system ["/data/store/f95/f95473ba/tmp_insert_all_5_5_1"]. (STD_EXCEPTION)',
+        code=1001,
+    ),
     ProgrammingError("Unrecognized column inserted_atx in table events"),
     RuntimeError("a bug of ours"),
 ]
@@ -37,6 +43,7 @@ REFUSED = [
     TypeError("int() argument must be a string, a bytes-like object or a real number, not 'list'"),
     AttributeError("'int' object has no attribute 'encode'"),
     struct.error("argument out of range"),
+    DatabaseError("Code: 1001. DB::Exception: std::out_of_range: basic_string. (STD_EXCEPTION)", code=1001),
 ]
 
 

@@ -1,5 +1,7 @@
-"""Running Customer Pulse: the local Kafka broker, the background stack and the ``pulse`` CLI.
+"""What a platform team deploys: the container image (``docker/``), the compose file
+(``compose/``), the Helm chart (``helm/``), the topic spec (``kafka/topics.yaml``, shipped as
+package data for ``pulse topics apply``), Prometheus rules and Grafana dashboards.
 
-This package sits on top: it imports the producers, stream jobs and sinks; none of them
-imports it.
+No Python lives here: the CLI is :mod:`ops`, the local development stack :mod:`devstack`,
+the benchmark :mod:`bench`.
 """

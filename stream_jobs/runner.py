@@ -31,7 +31,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-
 from pulse.contract import Event
 from pulse.dead_letter import DeadLetter
 from pulse.outputs import VALID_EVENTS, OutputSpec

@@ -1,6 +1,6 @@
 """Fixtures for tests on real parts: one Kafka broker per test session, fresh topics per test.
 
-The broker is the project's own (``deploy.kafka_broker``), started here on free ports; set
+The broker is the project's own (``devstack.kafka_broker``), started here on free ports; set
 ``KAFKA_BOOTSTRAP`` to run the suite against another broker instead. Every test gets its
 own topic prefix, consumer groups, data directory and embedded ClickHouse.
 """
@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from deploy.kafka_broker import BrokerConfig, LocalKafka
-from deploy.ports import free_ports
-from deploy.stack import down, up
-from deploy.topics import ensure_topics
+from devstack.kafka_broker import BrokerConfig, LocalKafka
+from devstack.ports import free_ports
+from devstack.stack import down, up
+from ops.topics import ensure_topics
 from pulse.settings import Settings, load_settings
 
 

@@ -22,7 +22,7 @@ import faust
 from faust.tables.recovery import Recovery
 from faust.transport.consumer import Consumer
 
-from deploy.cli import main
+from ops.cli import main
 from stream_jobs import faust_fixes
 from stream_jobs.events_agent import EventsAgent
 

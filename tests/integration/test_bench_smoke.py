@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from deploy.benchmark.runner import _lines
+from bench.runner import _lines
 from pulse.contract import Event, validate
 from pulse.settings import Settings
 from stream_jobs.sessionizer import SessionRules, UserSessions, add_events
@@ -23,7 +23,7 @@ def test_bench_smoke(settings: Settings, tmp_path: Path) -> None:
     env = {**os.environ, **settings.to_env()}
     env.pop("KAFKA_BOOTSTRAP")  # the benchmark runs a broker of its own
     result = subprocess.run(
-        [sys.executable, "-m", "deploy.cli", "bench", "--events", "5000", "--users", "300,600",
+        [sys.executable, "-m", "ops.cli", "bench", "--events", "5000", "--users", "300,600",
          "--rebalance-users", "600", "--latency-seconds", "2", "--live-rate", "500", "--warmup-seconds", "1",
          "--points", "2", "--clients", "4", "--profile-seconds", "0",
          "--only", "producer,ceilings,validate,backlog,live,collector,memory,rebuild,rebalance",
@@ -74,7 +74,7 @@ def test_bench_runs_only_the_phases_asked_for(settings: Settings, tmp_path: Path
     env = {**os.environ, **settings.to_env()}
     env.pop("KAFKA_BOOTSTRAP")
     result = subprocess.run(
-        [sys.executable, "-m", "deploy.cli", "bench", "--only", "live", "--live-rate", "300", "--latency-seconds", "2",
+        [sys.executable, "-m", "ops.cli", "bench", "--only", "live", "--live-rate", "300", "--latency-seconds", "2",
          "--warmup-seconds", "1", "--points", "1", "--out", str(out)],
         env=env, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
@@ -92,7 +92,7 @@ def test_bench_peers_find_our_sessions(settings: Settings, tmp_path: Path) -> No
     env = {**os.environ, **settings.to_env()}
     env.pop("KAFKA_BOOTSTRAP")
     result = subprocess.run(
-        [sys.executable, "-m", "deploy.cli", "bench", "--only", "peers", "--peer-events", "2000", "--out", str(out)],
+        [sys.executable, "-m", "ops.cli", "bench", "--only", "peers", "--peer-events", "2000", "--out", str(out)],
         env=env, capture_output=True, text=True, timeout=400, check=False,  # the Quix environment is made once
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]

@@ -12,9 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from deploy.ground_truth import differences, expected_outcome, read_outcome
-from deploy.kafka_broker import BrokerConfig, LocalKafka
-from deploy.ports import free_ports
+from devstack.ground_truth import differences, expected_outcome, read_outcome
+from devstack.kafka_broker import BrokerConfig, LocalKafka
+from devstack.ports import free_ports
 from producers import EventProducer, publish_lines
 from producers.pacing import paced
 from producers.simulator import SimulationConfig, simulate

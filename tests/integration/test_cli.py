@@ -11,7 +11,7 @@ import orjson
 import pytest
 from confluent_kafka import Consumer
 
-from deploy.reader import QueryError, run_query
+from ops.reader import QueryError, run_query
 from pulse.dead_letter import DeadLetter
 from pulse.settings import Settings
 from pulse.topics import Topics
@@ -23,7 +23,7 @@ GOOD = {"type": "login", "user_id": "u1", "ts": "2025-11-23T10:00:00Z"}
 
 def pulse(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, **settings.to_env()}
-    return subprocess.run([sys.executable, "-m", "deploy.cli", *args], env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "ops.cli", *args], env=env, capture_output=True, text=True, timeout=120)
 
 
 def read_all(bootstrap: str, topic: str, expected: int) -> list[tuple[bytes, list]]:
@@ -42,7 +42,7 @@ def read_all(bootstrap: str, topic: str, expected: int) -> list[tuple[bytes, lis
 
 def test_every_command_has_help() -> None:
     for command in ["kafka", "topics", "migrate", "worker", "sink", "produce", "collect", "query", "up", "down", "status", "top", "demo", "soak"]:
-        result = subprocess.run([sys.executable, "-m", "deploy.cli", command, "--help"], capture_output=True, text=True)
+        result = subprocess.run([sys.executable, "-m", "ops.cli", command, "--help"], capture_output=True, text=True)
         assert result.returncode == 0 and "KAFKA_BOOTSTRAP" in result.stdout, command
 
 

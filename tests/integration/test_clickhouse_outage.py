@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from deploy.consumer_lag import consumer_lag, wait_caught_up
-from deploy.ground_truth import differences, expected_outcome, read_outcome
+from devstack.ground_truth import differences, expected_outcome, read_outcome
+from ops.consumer_lag import consumer_lag, wait_caught_up
 from producers import EventProducer, publish_lines
 from producers.simulator import SimulationConfig, simulate
 from pulse.settings import Settings

@@ -19,9 +19,9 @@ from typing import Any
 import orjson
 import pytest
 
-from deploy.kafka_broker import BrokerConfig, LocalKafka
-from deploy.ports import free_ports
-from deploy.topics import ensure_topics
+from devstack.kafka_broker import BrokerConfig, LocalKafka
+from devstack.ports import free_ports
+from ops.topics import ensure_topics
 from producers.collector import body_digest
 from pulse.dead_letter import DeadLetter
 from pulse.settings import Settings, load_settings
@@ -53,7 +53,7 @@ def post(settings: Settings, body: bytes, key: str | None = None) -> tuple[int, 
 def running_collector(settings: Settings) -> Iterator[None]:
     """A collector process on ``settings``, healthy inside the block and stopped after it."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "deploy.cli", "collect"], env={**os.environ, **settings.to_env()},
+        [sys.executable, "-m", "ops.cli", "collect"], env={**os.environ, **settings.to_env()},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:

@@ -1,4 +1,4 @@
-"""End-to-end check of deploy/kafka_broker.py against a real Kafka 3.9.1 broker.
+"""End-to-end check of devstack/kafka_broker.py against a real Kafka 3.9.1 broker.
 
 Slow on a fresh machine (Maven resolves ~60 jars once); later runs reuse the jar cache.
 """
@@ -13,8 +13,8 @@ import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from deploy.kafka_broker import BrokerConfig, LocalKafka
-from deploy.ports import free_ports
+from devstack.kafka_broker import BrokerConfig, LocalKafka
+from devstack.ports import free_ports
 from tests.integration.conftest import jar_cache_dir
 
 MESSAGES = 100

@@ -9,9 +9,9 @@ import urllib.request
 
 import pytest
 
-from deploy.consumer_lag import wait_pipeline_caught_up
-from deploy.reader import run_query
-from deploy.stack import up
+from devstack.stack import up
+from ops.consumer_lag import wait_pipeline_caught_up
+from ops.reader import run_query
 from pulse.settings import Settings
 from pulse.topics import Topics
 from tests.integration.workload import Workload, make_workload, send_workload

@@ -22,8 +22,8 @@ import orjson
 import pytest
 import yaml
 
-from deploy.ports import free_ports
-from deploy.processes import read_pid, terminate
+from devstack.ports import free_ports
+from devstack.processes import read_pid, terminate
 from pulse.settings import Settings
 from tests.dashboards import PanelQuery, queries
 

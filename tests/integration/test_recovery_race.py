@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer
 
-from deploy.consumer_lag import consumer_lag
-from deploy.topics import ensure_topics
+from ops.consumer_lag import consumer_lag
+from ops.topics import ensure_topics
 from producers import EventProducer
 from pulse.outputs import VALID_EVENTS
 from pulse.settings import ProducerTuning, Settings

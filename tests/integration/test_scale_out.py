@@ -3,7 +3,7 @@
 The worker promises the same ClickHouse contents however its input partitions are spread
 over processes and however they move between them. Each test runs a simulated stream with
 late, resent and malformed lines and compares the result with the simulator's ground truth
-through :mod:`deploy.ground_truth`, the comparison ``pulse soak`` makes:
+through :mod:`devstack.ground_truth`, the comparison ``pulse soak`` makes:
 
 - two or three workers sharing the partitions from the start (three on six partitions: Faust's
   sticky assignor, with its one standby replica per partition, caps a worker at
@@ -26,12 +26,12 @@ from dataclasses import dataclass, replace
 import orjson
 import pytest
 
-from deploy.consumer_lag import wait_pipeline_caught_up
-from deploy.ground_truth import differences, expected_outcome, read_outcome
-from deploy.ports import free_ports
-from deploy.processes import alive, read_pid
-from deploy.soak import Publisher
-from deploy.stack import add_worker
+from devstack.ground_truth import differences, expected_outcome, read_outcome
+from devstack.ports import free_ports
+from devstack.processes import alive, read_pid
+from devstack.soak import Publisher
+from devstack.stack import add_worker
+from ops.consumer_lag import wait_pipeline_caught_up
 from producers import EventProducer, publish_lines
 from producers.simulator import Simulation, SimulationConfig, simulate
 from pulse.settings import Settings

@@ -10,9 +10,9 @@ import urllib.request
 
 import pytest
 
-from deploy.ground_truth import SESSIONS, expected_outcome
-from deploy.reader import run_query
-from deploy.stack import up
+from devstack.ground_truth import SESSIONS, expected_outcome
+from devstack.stack import up
+from ops.reader import run_query
 from producers import EventProducer, publish_lines
 from producers.simulator import SimulationConfig, simulate
 from producers.simulator.truth import GroundTruth

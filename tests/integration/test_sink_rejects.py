@@ -16,8 +16,8 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 
-from deploy.consumer_lag import wait_caught_up
-from deploy.reader import run_query
+from ops.consumer_lag import wait_caught_up
+from ops.reader import run_query
 from pulse.outputs import SESSIONS, VALID_EVENTS
 from pulse.settings import Settings
 from pulse.topics import Topics
@@ -34,7 +34,7 @@ def sink(topics_ready: Settings) -> Iterator[Settings]:
     settings.log_dir.mkdir(parents=True, exist_ok=True)
     with (settings.log_dir / "sink.log").open("ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "deploy.cli", "sink"], env={**os.environ, **settings.to_env()},
+            [sys.executable, "-m", "ops.cli", "sink"], env={**os.environ, **settings.to_env()},
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )  # fmt: skip
     try:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from deploy.cli import main
+from ops.cli import main
 from tests.integration.conftest import jar_cache_dir
 
 pytestmark = pytest.mark.integration

@@ -10,8 +10,8 @@ from typing import Any
 import orjson
 import pytest
 
-from deploy.consumer_lag import wait_pipeline_caught_up
-from deploy.processes import read_pid, terminate
+from devstack.processes import read_pid, terminate
+from ops.consumer_lag import wait_pipeline_caught_up
 from pulse.settings import Settings
 from tests.integration.test_cli import pulse
 

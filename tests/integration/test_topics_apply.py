@@ -17,9 +17,9 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
-from deploy.topic_drift import REPARTITION_REFUSED, Drift, Kind
-from deploy.topic_spec import load_spec
-from deploy.topics import TopicError, apply_topics, ensure_topics
+from ops.topic_drift import REPARTITION_REFUSED, Drift, Kind
+from ops.topic_spec import load_spec
+from ops.topics import TopicError, apply_topics, ensure_topics
 from pulse.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -36,7 +36,7 @@ def read_back(admin: AdminClient, name: str) -> tuple[int, int, dict[str, str]]:
 
 def pulse(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, **settings.to_env()}
-    command = [sys.executable, "-m", "deploy.cli", "topics", *args]
+    command = [sys.executable, "-m", "ops.cli", "topics", *args]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from deploy.benchmark.capacity import SearchPlan, next_rate, search, shortfall
+from bench.capacity import SearchPlan, next_rate, search, shortfall
 
 
 def pipeline_holding_up_to(capacity: float) -> tuple[list[float], Any]:

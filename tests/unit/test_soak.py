@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from deploy.cli import main
-from deploy.soak import KILL_WINDOW, CyclePlan, CycleResult, SoakConfig, SoakError, SoakSummary, plan_cycle
+from devstack.soak import KILL_WINDOW, CyclePlan, CycleResult, SoakConfig, SoakError, SoakSummary, plan_cycle
+from ops.cli import main
 
 
 def test_a_plan_depends_on_the_seed_and_the_cycle_alone() -> None:

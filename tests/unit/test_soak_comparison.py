@@ -1,8 +1,8 @@
-"""Comparing what ClickHouse holds with the simulator's ground truth (deploy.ground_truth), without a broker."""
+"""Comparing what ClickHouse holds with the simulator's ground truth (devstack.ground_truth), without a broker."""
 
 from __future__ import annotations
 
-from deploy.ground_truth import Outcome, differences, expected_outcome
+from devstack.ground_truth import Outcome, differences, expected_outcome
 from producers.simulator import SimulationConfig, simulate
 
 SESSION_A = ("u1", 1_000, 5_000, 3, 2, False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from deploy.status_view import (
+from devstack.status_view import (
     CLEAR_SCREEN,
     BrokerProbe,
     GroupLag,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from deploy.topic_drift import CANNOT_LOWER, REPARTITION_REFUSED, REPLICATION_NOT_OURS, Drift, Kind, TopicState, diff
-from deploy.topic_spec import TopicSpec
+from ops.topic_drift import CANNOT_LOWER, REPARTITION_REFUSED, REPLICATION_NOT_OURS, Drift, Kind, TopicState, diff
+from ops.topic_spec import TopicSpec
 
 EVENTS = TopicSpec("p.events", 4, 1, {"cleanup.policy": "delete", "retention.ms": "604800000"}, per_user=True)
 SESSIONS = TopicSpec("p.sessions", 4, 1, {"cleanup.policy": "delete", "retention.ms": "259200000"})

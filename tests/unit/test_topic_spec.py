@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from deploy.topic_spec import SpecError, TopicSpec, load_spec, min_insync_replicas, parse_spec
+from ops.topic_spec import SpecError, TopicSpec, load_spec, min_insync_replicas, parse_spec
 from pulse.settings import Settings, load_settings
 from pulse.topics import Topics
 from stream_jobs.app import create_app

@@ -17,11 +17,12 @@ from typing import Any
 
 import yaml
 
+import deploy
 from pulse.errors import PulseError
 from pulse.settings import Settings
 from pulse.topics import Topics
 
-DEFAULT_SPEC = Path(__file__).resolve().parent / "kafka" / "topics.yaml"
+DEFAULT_SPEC = Path(deploy.__file__).resolve().parent / "kafka" / "topics.yaml"  # shipped with the package
 
 _KEYS = frozenset({"name", "partitions", "cleanup", "retention", "durable", "per_user", "config"})
 _CLEANUP = frozenset({"delete", "compact", "compact,delete"})

@@ -214,7 +214,8 @@ def _parser() -> argparse.ArgumentParser:
                     "the same run. Writes bench.json and bench.md to --out. "
                     "example: pulse bench --only live,collector --live-rate 5000 --points 4")  # fmt: skip
     bench.add_argument("--events", type=int, default=500_000, help="events to push through (default 500,000)")
-    bench.add_argument("--users", default="100000,500000", help="active-user levels for memory (default 100000,500000)")
+    bench.add_argument("--users", default="100000,1000000",
+                       help="active-user levels for memory and the rate with that many users in state (default 100000,1000000)")
     bench.add_argument("--rebalance-users", type=int, default=1_000_000, metavar="N",
                        help="users in state for the rebuild and rebalance phases (default 1,000,000)")  # fmt: skip
     bench.add_argument("--latency-seconds", type=float, default=8.0,
@@ -304,7 +305,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _kafka(args: argparse.Namespace, settings: Settings) -> int:
-    from deploy.stack import local_kafka
+    from devstack.stack import local_kafka
 
     broker = local_kafka(settings)
     if args.action == "fetch":
@@ -321,8 +322,8 @@ def _kafka(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _topics(args: argparse.Namespace, settings: Settings) -> int:
-    from deploy.topic_spec import DEFAULT_SPEC
-    from deploy.topics import apply_topics
+    from ops.topic_spec import DEFAULT_SPEC
+    from ops.topics import apply_topics
 
     report = apply_topics(settings, args.spec or DEFAULT_SPEC, dry_run=args.dry_run or args.action == "diff",
                           allow_repartition=args.allow_repartition)  # fmt: skip
@@ -371,7 +372,7 @@ def _sink(_args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _produce(args: argparse.Namespace, settings: Settings) -> int:
-    from deploy.progress import Progress
+    from ops.progress import Progress
     from producers import EventProducer, publish_jsonl
     from producers.checkpoints import Checkpoints
 
@@ -412,7 +413,7 @@ def _produce(args: argparse.Namespace, settings: Settings) -> int:
 def _simulate(args: argparse.Namespace, settings: Settings) -> int:
     import gzip
 
-    from deploy.progress import Progress
+    from ops.progress import Progress
     from producers import EventProducer, publish_lines
     from producers.pacing import paced
     from producers.simulator import Imperfections, SimulationConfig, simulate
@@ -445,9 +446,9 @@ def _simulate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _bench(args: argparse.Namespace, settings: Settings) -> int:
-    from deploy.benchmark.capacity import SearchPlan
-    from deploy.benchmark.report import rows
-    from deploy.benchmark.runner import DEFAULT_PHASES, BenchConfig, run_benchmark
+    from bench.capacity import SearchPlan
+    from bench.report import rows
+    from bench.runner import DEFAULT_PHASES, BenchConfig, run_benchmark
 
     search = SearchPlan(target_p99_ms=args.latency_target_ms, point_s=args.latency_seconds,
                         warmup_s=args.warmup_seconds, max_points=args.points, budget_s=args.search_seconds)  # fmt: skip
@@ -480,7 +481,7 @@ def _collect(_args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _query(args: argparse.Namespace, settings: Settings) -> int:
-    from deploy.reader import run_query
+    from ops.reader import run_query
 
     result = run_query(settings, args.sql)
     if args.json:
@@ -494,7 +495,7 @@ def _query(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _up(args: argparse.Namespace, settings: Settings) -> int:
-    from deploy.stack import up
+    from devstack.stack import up
 
     up(settings, timeout=args.timeout)
     print(f"up: kafka {settings.bootstrap}, queries and sink metrics {settings.sink_url}, "
@@ -504,15 +505,15 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _down(_args: argparse.Namespace, settings: Settings) -> int:
-    from deploy.stack import down
+    from devstack.stack import down
 
     down(settings)
     return 0
 
 
 def _status(args: argparse.Namespace, settings: Settings) -> int:
-    from deploy.status_probe import RATE_SAMPLE_S, views
-    from deploy.status_view import as_json, render
+    from devstack.status_probe import RATE_SAMPLE_S, views
+    from devstack.status_view import as_json, render
 
     view = next(views(settings, RATE_SAMPLE_S))
     print(as_json(view).decode() if args.json else render(view))
@@ -522,8 +523,8 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
 def _top(args: argparse.Namespace, settings: Settings) -> int:
     import time
 
-    from deploy.status_probe import views
-    from deploy.status_view import top_screen
+    from devstack.status_probe import views
+    from devstack.status_view import top_screen
 
     try:
         for view in views(settings, args.interval):
@@ -542,7 +543,7 @@ def _positive_seconds(text: str) -> float:
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
-    from deploy.demo import run_demo
+    from devstack.demo import run_demo
     from producers.simulator import SimulationConfig
 
     summary = run_demo(settings, SimulationConfig(customers=args.customers, days=args.days))
@@ -551,7 +552,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _soak(args: argparse.Namespace, settings: Settings) -> int:
-    from deploy.soak import SoakConfig, run_soak
+    from devstack.soak import SoakConfig, run_soak
 
     config = SoakConfig(
         cycles=args.cycles,

@@ -6,7 +6,7 @@ user's session, write it back, return the session row, which goes to the output 
 Everything else is Quix's defaults: RocksDB state with a changelog topic, at-least-once,
 a commit every 5 s. The input records are keyed by user, the key Quix's state is kept by.
 
-Run as ``python -m deploy.benchmark.peers.quix_app '<PeerRun JSON>'``; it stops by itself
+Run as ``python -m bench.peers.quix_app '<PeerRun JSON>'``; it stops by itself
 after the whole input (``Application.run(count=...)``).
 """
 
@@ -18,8 +18,8 @@ from typing import Any
 
 from quixstreams import Application, State
 
-from deploy.benchmark.peers.protocol import PeerRun, Progress
-from deploy.benchmark.peers.rule import next_session, session_row
+from bench.peers.protocol import PeerRun, Progress
+from bench.peers.rule import next_session, session_row
 
 
 def create_app(run: PeerRun) -> Application:

@@ -22,9 +22,9 @@ from typing import Any
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from deploy.benchmark.peers.rule import Session
-from deploy.ground_truth import SESSIONS
-from deploy.reader import run_query
+from bench.peers.rule import Session
+from devstack.ground_truth import SESSIONS
+from ops.reader import run_query
 from pulse.settings import Settings
 
 Sessions = dict[str, list[Session]]  # per user, in start order

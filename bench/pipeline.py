@@ -20,8 +20,8 @@ from typing import Any
 
 import orjson
 
-from deploy.consumer_lag import wait_caught_up, wait_pipeline_caught_up
-from deploy.reader import QueryError, run_query
+from ops.consumer_lag import wait_caught_up, wait_pipeline_caught_up
+from ops.reader import QueryError, run_query
 from producers import EventProducer
 from pulse.contract import Invalid
 from pulse.settings import Settings

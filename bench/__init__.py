@@ -5,7 +5,7 @@ embedded ClickHouse) and paired with the ceiling measured in the same run, so th
 stay comparable across noisy machines. Nothing here asserts a speed; the report states
 what was measured.
 
-Entry point: :func:`deploy.benchmark.runner.run_benchmark`. This package imports nothing
-itself, so a peer of :mod:`deploy.benchmark.peers` runs in an environment of its own with
+Entry point: :func:`bench.runner.run_benchmark`. This package imports nothing
+itself, so a peer of :mod:`bench.peers` runs in an environment of its own with
 only its own dependencies.
 """

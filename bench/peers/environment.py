@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-CHECKOUT = Path(__file__).resolve().parents[3]  # peers -> benchmark -> deploy -> the checkout
+CHECKOUT = Path(__file__).resolve().parents[2]  # peers -> bench -> the checkout
 
 
 def interpreter(name: str, requirements: Sequence[str], cache_dir: Path, log: Callable[[str], None]) -> Path:

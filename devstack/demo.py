@@ -11,10 +11,10 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from deploy.consumer_lag import wait_pipeline_caught_up
-from deploy.ground_truth import expected_outcome, read_outcome
-from deploy.progress import Progress
-from deploy.stack import Log, down, up
+from devstack.ground_truth import expected_outcome, read_outcome
+from devstack.stack import Log, down, up
+from ops.consumer_lag import wait_pipeline_caught_up
+from ops.progress import Progress
 from producers import EventProducer, FileReport, publish_lines
 from producers.simulator import Simulation, SimulationConfig, simulate
 from pulse.settings import Settings

@@ -4,7 +4,7 @@ A probe never fails because a stage is down: a page that does not answer is ``No
 broker that does not answer leaves the lag unknown, so a view can be drawn whatever is running.
 Stages are found by their configured ports, so this works the same for a stack ``pulse up``
 started (pids come from its pid files) and for stages started otherwise, next to an external
-broker. Extra workers (:func:`deploy.stack.add_worker`) have a port of their own, read from the
+broker. Extra workers (:func:`devstack.stack.add_worker`) have a port of their own, read from the
 environment they were started with.
 """
 
@@ -20,10 +20,10 @@ from collections.abc import Iterator
 import orjson
 from confluent_kafka import KafkaException
 
-from deploy.consumer_lag import partition_lags
-from deploy.processes import environment
-from deploy.stack import extra_workers, local_kafka, running_pid
-from deploy.status_view import BrokerProbe, GroupLag, Metrics, Page, Snapshot, StageProbe, View, build_view
+from devstack.processes import environment
+from devstack.stack import extra_workers, local_kafka, running_pid
+from devstack.status_view import BrokerProbe, GroupLag, Metrics, Page, Snapshot, StageProbe, View, build_view
+from ops.consumer_lag import partition_lags
 from pulse.settings import Settings
 from pulse.topics import Topics
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from deploy.kafka_broker import BrokerConfig, LocalKafka
-from deploy.processes import alive, command_line, read_pid, terminate
-from deploy.topics import ensure_topics
+from devstack.kafka_broker import BrokerConfig, LocalKafka
+from devstack.processes import alive, command_line, read_pid, terminate
+from ops.topics import ensure_topics
 from pulse.errors import PulseError
 from pulse.settings import Settings
 from sinks.clickhouse import connect
@@ -163,7 +163,7 @@ def _spawn(settings: Settings, service: Service, runs_with: Settings | None = No
     env = {**os.environ, **(runs_with or settings).to_env()}
     with _log_path(settings, service.name).open("ab") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", "deploy.cli", service.command],
+            [sys.executable, "-m", "ops.cli", service.command],
             stdout=log_file,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -198,7 +198,7 @@ def running_pid(settings: Settings, name: str) -> int | None:
     pid = read_pid(_pid_path(settings, name))
     if pid is None or not alive(pid):
         return None
-    return pid if "deploy.cli" in command_line(pid) else None
+    return pid if "ops.cli" in command_line(pid) else None
 
 
 def _pid_path(settings: Settings, name: str) -> Path:

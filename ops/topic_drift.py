@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
-from deploy.topic_spec import TopicSpec
+from ops.topic_spec import TopicSpec
 
 REPARTITION_REFUSED = (
     "users hash to partitions and the worker's state follows them: more partitions send a user's new events "

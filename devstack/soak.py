@@ -33,12 +33,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from random import Random
 
-from deploy.consumer_lag import wait_pipeline_caught_up
-from deploy.ground_truth import differences, expected_outcome, read_outcome
-from deploy.ports import free_ports
-from deploy.processes import alive, read_pid
-from deploy.stack import Log, down, local_kafka, status, up
-from deploy.topics import delete_topics
+from devstack.ground_truth import differences, expected_outcome, read_outcome
+from devstack.ports import free_ports
+from devstack.processes import alive, read_pid
+from devstack.stack import Log, down, local_kafka, status, up
+from ops.consumer_lag import wait_pipeline_caught_up
+from ops.topics import delete_topics
 from producers import EventProducer, FileReport, publish_lines
 from producers.pacing import paced
 from producers.simulator import Simulation, SimulationConfig, simulate

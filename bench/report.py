@@ -57,6 +57,10 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         if phase in results:
             table += _capacity_rows(phase, results[phase])
     for users, figures in results.get("memory", {}).items():
+        if users != "baseline_rss" and figures.get("worker_eps"):
+            rate(f"worker, all jobs, a new user per event, up to {int(users):,} users in state", figures["worker_eps"],
+                 consumer, raw_consumer)  # fmt: skip
+    for users, figures in results.get("memory", {}).items():
         if users != "baseline_rss":
             table.append((f"worker memory with {int(users):,} active users",
                           f"{figures['bytes_per_user']:,.0f} B/user ({figures['rss'] / 2**20:,.0f} MiB RSS)",

@@ -25,7 +25,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from deploy.benchmark import pipeline
+from bench import pipeline
 from pulse.settings import Settings
 
 JSON = {"Content-Type": "application/json"}

@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from deploy.reader import run_query
+from ops.reader import run_query
 from producers.simulator.truth import GroundTruth
 from pulse.settings import Settings
 

@@ -1,6 +1,6 @@
 """What ``pulse status`` and ``pulse top`` show: each stage's health, lag and throughput at a glance.
 
-Pure: a :class:`Snapshot` (what :mod:`deploy.status_probe` saw of the stack at one moment)
+Pure: a :class:`Snapshot` (what :mod:`devstack.status_probe` saw of the stack at one moment)
 becomes a :class:`View` (a row per stage plus the pipeline's totals), rendered as a table or as
 JSON. Rates and the latency window need two snapshots: ``status`` takes them a second apart and
 ``top`` uses consecutive refreshes, so both draw the same view the same way.

@@ -13,7 +13,7 @@ Two measures:
   leaving again (they move back). Every trickle event's produce-to-queryable time shows the
   pause as traffic sees it; the workers' ``pulse_timer_index_seconds`` give the rebuilds.
 
-``python -m deploy.benchmark.rebalance --users 1000000`` runs the first alone (no broker).
+``python -m bench.rebalance --users 1000000`` runs the first alone (no broker).
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ from typing import Any
 
 import orjson
 
-from deploy.benchmark import pipeline
-from deploy.ports import free_ports
-from deploy.reader import run_query
+from bench import pipeline
+from devstack.ports import free_ports
+from ops.reader import run_query
 from producers import EventProducer
 from pulse.partitioning import partition_for
 from pulse.settings import Settings, load_settings
@@ -294,8 +294,8 @@ def rebalance_pause(settings: Settings, root: Path, users_in_state: int, trickle
     times around each change, the time to the joining worker's readiness, and the
     ``pulse_timer_index_seconds`` both workers report.
     """
-    from deploy.processes import terminate
-    from deploy.stack import add_worker  # the job runtime's stack (scale-out)
+    from devstack.processes import terminate
+    from devstack.stack import add_worker  # the job runtime's stack (scale-out)
 
     first_port = settings.worker_metrics_port
     (second_port,) = free_ports(1)

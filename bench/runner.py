@@ -34,12 +34,12 @@ from typing import Any
 
 import orjson
 
-from deploy.benchmark import capacity, ceilings, collector_load, pipeline
-from deploy.benchmark.report import write_report
-from deploy.kafka_broker import BrokerConfig, LocalKafka
-from deploy.ports import free_ports
-from deploy.stack import down, up
-from deploy.topics import ensure_topics
+from bench import capacity, ceilings, collector_load, pipeline
+from bench.report import write_report
+from devstack.kafka_broker import BrokerConfig, LocalKafka
+from devstack.ports import free_ports
+from devstack.stack import down, up
+from ops.topics import ensure_topics
 from producers import EventProducer, publish_lines
 from producers.simulator import Imperfections, SimulationConfig, simulate
 from pulse.contract import Event, validate
@@ -59,7 +59,7 @@ LIVE_TEMPLATES = 100_000  # simulated lines replayed (in turn) as live traffic
 @dataclass(frozen=True)
 class BenchConfig:
     events: int = 500_000
-    memory_users: tuple[int, ...] = (100_000, 500_000)
+    memory_users: tuple[int, ...] = (100_000, 1_000_000)
     rebalance_users: int = 1_000_000
     search: capacity.SearchPlan = field(default_factory=capacity.SearchPlan)  # of the live and collector phases
     live_rate: float | None = None  # first point; default: half the all-jobs rate through the sink, measured first
@@ -196,7 +196,7 @@ def _measure(base: Settings, bootstrap: str, root: Path, config: BenchConfig, lo
             down(scenario, log=lambda _line: None)
 
     if config.runs("rebuild"):
-        from deploy.benchmark import rebalance
+        from bench import rebalance
 
         log(f"[rebuild] timer rebuild in process, {config.rebalance_users:,} users in state ...")
         results["timer_rebuild"] = rebuild = rebalance.measure_timer_rebuild(
@@ -227,7 +227,7 @@ def _measure(base: Settings, bootstrap: str, root: Path, config: BenchConfig, lo
             down(scenario, log=lambda _line: None)
 
     if config.runs("peers"):
-        from deploy.benchmark.peers.phase import side_by_side
+        from bench.peers.phase import side_by_side
 
         log(f"[peers] our worker, direct Faust and Quix Streams on {config.peer_events:,} events, one a record ...")
         scenario = _scenario(base, bootstrap, root, "peers")
@@ -256,7 +256,7 @@ def _search_setup(phase: str, scenario: Settings, templates: list[dict[str, Any]
 
 
 def _memory(scenario: Settings, levels: tuple[int, ...], results: dict[str, Any], log: Log) -> None:
-    """Users with an open session each, level after level; the worker's RSS at each."""
+    """Users with an open session each, level after level; the worker's RSS at each, and its rate getting there."""
     pid = int((scenario.run_dir / "worker.pid").read_text())
     baseline = pipeline.rss_bytes(pid)
     memory: dict[str, Any] = {"baseline_rss": baseline}
@@ -265,9 +265,10 @@ def _memory(scenario: Settings, levels: tuple[int, ...], results: dict[str, Any]
         log(f"[memory] {target:,} active users ...")
         pipeline.publish(scenario, pipeline.users_events(users, target - users))
         users = target
-        pipeline.timed_catch_up(scenario)
+        catch_up = pipeline.timed_catch_up(scenario)
         rss = pipeline.rss_bytes(pid)
-        memory[str(target)] = {"rss": rss, "bytes_per_user": (rss - baseline) / target}
+        # every event of a level is a user's first: the worker's rate with that many users in state
+        memory[str(target)] = {"rss": rss, "bytes_per_user": (rss - baseline) / target, "worker_eps": catch_up.steady_eps}
         log(
             f"[memory] {target:,} active users: worker RSS {rss / 2**20:,.0f} MiB, {(rss - baseline) / target:,.0f} B/user"
         )
@@ -276,7 +277,7 @@ def _memory(scenario: Settings, levels: tuple[int, ...], results: dict[str, Any]
 
 def _rebalance(scenario: Settings, root: Path, users: int, results: dict[str, Any], log: Log) -> None:
     """With ``users`` in the running worker's state: a second worker joins, then leaves."""
-    from deploy.benchmark import rebalance
+    from bench import rebalance
 
     log(f"[rebalance] a second worker joins, then leaves, {users:,} users in state ...")
     pause = rebalance.rebalance_pause(scenario, root / "rebalance", users, log=log)

@@ -7,7 +7,7 @@ event) and sends the session row to the output topic. None of our pipeline's mac
 no packing of events into records, no batching of state writes per record, no corrections
 of :mod:`stream_jobs.faust_fixes` (a fresh group on an idle broker does not need them).
 
-Run as ``python -m deploy.benchmark.peers.faust_app '<PeerRun JSON>'``; it runs until stopped.
+Run as ``python -m bench.peers.faust_app '<PeerRun JSON>'``; it runs until stopped.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import faust
 
-from deploy.benchmark.peers.protocol import PeerRun, Progress
-from deploy.benchmark.peers.rule import next_session, session_row
+from bench.peers.protocol import PeerRun, Progress
+from bench.peers.rule import next_session, session_row
 
 
 class Event(faust.Record, serializer="json"):

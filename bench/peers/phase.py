@@ -30,13 +30,13 @@ import orjson
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from deploy.benchmark import ceilings, pipeline
-from deploy.benchmark.peers import outputs
-from deploy.benchmark.peers.environment import environment, interpreter, package_version
-from deploy.benchmark.peers.protocol import PeerRun, read_stats
-from deploy.consumer_lag import wait_caught_up
-from deploy.stack import down, up
-from deploy.topics import ensure_topics
+from bench import ceilings, pipeline
+from bench.peers import outputs
+from bench.peers.environment import environment, interpreter, package_version
+from bench.peers.protocol import PeerRun, read_stats
+from devstack.stack import down, up
+from ops.consumer_lag import wait_caught_up
+from ops.topics import ensure_topics
 from pulse.contract import Event, validate
 from pulse.partitioning import partition_for
 from pulse.settings import Settings

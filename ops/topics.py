@@ -1,7 +1,7 @@
 """Making the broker's topics match the spec (``deploy/kafka/topics.yaml``), and deleting a pipeline's topics.
 
 :func:`apply_topics` is ``pulse topics apply``: it reads the broker, diffs it with the spec
-(:mod:`deploy.topic_drift`) and fixes what it may. :func:`ensure_topics` is the same for the
+(:mod:`ops.topic_drift`) and fixes what it may. :func:`ensure_topics` is the same for the
 commands that only need the topics to be right before they start (``pulse up``, tests, the
 benchmark): it raises when drift is left that the pipeline cannot run with.
 """
@@ -26,8 +26,8 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
-from deploy.topic_drift import Drift, Kind, TopicState, diff
-from deploy.topic_spec import DEFAULT_SPEC, TopicSpec, load_spec
+from ops.topic_drift import Drift, Kind, TopicState, diff
+from ops.topic_spec import DEFAULT_SPEC, TopicSpec, load_spec
 from pulse.errors import PulseError
 from pulse.settings import Settings
 

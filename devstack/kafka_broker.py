@@ -25,7 +25,7 @@ from pathlib import Path
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from deploy.processes import alive, command_line, read_pid, terminate
+from devstack.processes import alive, command_line, read_pid, terminate
 from pulse.errors import PulseError
 
 KAFKA_VERSION = "3.9.1"
@@ -170,7 +170,7 @@ class LocalKafka:
             "auto.create.topics.enable": "false",
             "log.retention.hours": str(24 * 365),
         }
-        header = "# Written by deploy/kafka_broker.py on every start; edits are overwritten.\n"
+        header = "# Written by devstack/kafka_broker.py on every start; edits are overwritten.\n"
         return header + "".join(f"{key}={value}\n" for key, value in settings.items())
 
     def _format_storage_once(self, java: str, libs: Path, log: Log) -> None:

@@ -58,7 +58,8 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             table += _capacity_rows(phase, results[phase])
     for users, figures in results.get("memory", {}).items():
         if users != "baseline_rss" and figures.get("worker_eps"):
-            rate(f"worker, all jobs, a new user per event, up to {int(users):,} users in state", figures["worker_eps"],
+            rate(f"worker, all jobs, a new user per event, up to {int(users):,} users in state (published meanwhile)",
+                 figures["worker_eps"],
                  consumer, raw_consumer)  # fmt: skip
     for users, figures in results.get("memory", {}).items():
         if users != "baseline_rss":

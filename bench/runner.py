@@ -263,12 +263,15 @@ def _memory(scenario: Settings, levels: tuple[int, ...], results: dict[str, Any]
     users = 0
     for target in levels:
         log(f"[memory] {target:,} active users ...")
+        started = time.perf_counter()
         pipeline.publish(scenario, pipeline.users_events(users, target - users))
+        pipeline.timed_catch_up(scenario)
+        # every event of a level is a user's first, handled while the rest is published: a lower bound
+        # of the worker's rate with that many users in state
+        eps = (target - users) / (time.perf_counter() - started)
         users = target
-        catch_up = pipeline.timed_catch_up(scenario)
         rss = pipeline.rss_bytes(pid)
-        # every event of a level is a user's first: the worker's rate with that many users in state
-        memory[str(target)] = {"rss": rss, "bytes_per_user": (rss - baseline) / target, "worker_eps": catch_up.steady_eps}
+        memory[str(target)] = {"rss": rss, "bytes_per_user": (rss - baseline) / target, "worker_eps": eps}
         log(
             f"[memory] {target:,} active users: worker RSS {rss / 2**20:,.0f} MiB, {(rss - baseline) / target:,.0f} B/user"
         )

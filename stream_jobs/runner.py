@@ -47,7 +47,7 @@ from stream_jobs.validation import check_record
 from stream_jobs.watermark import PartitionClock
 
 INDEX_STEP = 5_000  # users read per step of a timer rebuild before the event loop gets a turn
-CACHED_USERS = 20_000  # users whose decoded state is kept between records (see stream_jobs.state_cache)
+CACHED_USERS = 5_000  # users whose decoded state is kept between records (see stream_jobs.state_cache): ~7 KB each
 
 
 class StateReader(Protocol):

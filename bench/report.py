@@ -78,7 +78,7 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             figures = pause[change]
             table.append((f"rebalance pause, {what} ({pause['users_in_state']:,} users in state)",
                           f"{figures['stalled_s']:,.1f} s (worst event {figures['max_latency_ms'] / 1000:,.1f} s)",
-                          "-", "-"))  # fmt: skip
+                          "10 s (target)", f"{figures['stalled_s'] / 10:.1%}"))  # fmt: skip
     if "peers" in results:
         table += _peer_rows(results["peers"])
     return table

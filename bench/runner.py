@@ -142,13 +142,13 @@ def _measure(base: Settings, bootstrap: str, root: Path, config: BenchConfig, lo
                 f"insert {results['raw_insert_eps']:,.0f} events/s")  # fmt: skip
             done("ceilings")
 
-    for phase, job, sessions_on in (("validate", "validate", False), ("backlog", "all", True)):
+    for phase, job, jobs_on in (("validate", "validate", False), ("backlog", "all", True)):
         if not config.runs(phase):
             continue
         log(
             f"[{phase}] the worker ({'validation alone' if job == 'validate' else 'all jobs'}) on a backlog of {n:,} events ..."
         )
-        scenario = _scenario(base, bootstrap, root, job, sessions=sessions_on)
+        scenario = _scenario(base, bootstrap, root, job, jobs=jobs_on)
         ensure_topics(scenario)
         with EventProducer.from_settings(scenario) as producer:
             publish_lines(lines[:n], "bench", producer)
@@ -319,16 +319,16 @@ def _records(events: list[Event], partitions: int) -> list[tuple[int, bytes]]:
     return records
 
 
-def _scenario(base: Settings, bootstrap: str, root: Path, name: str, sessions: bool = True) -> Settings:
+def _scenario(base: Settings, bootstrap: str, root: Path, name: str, jobs: bool = True) -> Settings:
     run = f"{name}-{uuid.uuid4().hex[:6]}"
     env = {"KAFKA_BOOTSTRAP": bootstrap, "PULSE_DATA_DIR": str(root / name), "PULSE_TOPIC_PREFIX": f"bench-{run}.",
            "PULSE_APP_ID": f"bench-{run}", "PULSE_CACHE_DIR": str(base.cache_dir)}  # fmt: skip
     for variable, port in zip(("PULSE_WORKER_METRICS_PORT", "PULSE_SINK_PORT", "PULSE_COLLECTOR_PORT"), free_ports(3)):
         env[variable] = str(port)
-    if not sessions:
+    if not jobs:  # validation and de-duplication alone
         (root / name).mkdir(parents=True, exist_ok=True)
         config = root / name / "pulse.yaml"
-        config.write_text("sessions:\n  enabled: false\n")
+        config.write_text("".join(f"{job}:\n  enabled: false\n" for job in ("sessions", "funnels", "churn")))
         env["PULSE_CONFIG"] = str(config)
     return load_settings(env)
 

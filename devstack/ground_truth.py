@@ -3,6 +3,11 @@
 ``pulse demo`` summarises the comparison in three figures and ``pulse soak`` checks it in
 detail after every cycle of kills, so both read the pipeline and the ground truth through
 :class:`Outcome` and compare with :func:`differences` / :meth:`Outcome.counts`.
+
+Funnels and churn have their own expectations: :func:`expected_funnels` (users per step of
+each funnel, as ``windowFunnel`` counts them) and :func:`expected_churn` (churned users by
+reason at the window's end), with the per-user detail behind them in
+:func:`expected_funnel_users` and :func:`expected_churned_users`.
 """
 
 from __future__ import annotations
@@ -62,6 +67,30 @@ def expected_outcome(truth: GroundTruth) -> Outcome:
         letters_by_reason={reason: count for reason, count in totals["malformed_lines"].items() if count},
         sessions=sorted(sessions),
     )
+
+
+def expected_funnels(truth: GroundTruth) -> dict[str, list[int]]:
+    """Per funnel, the users whose furthest step is at least step 1, 2, ...: ``{name: [users, ...]}``.
+
+    The funnels are ``pricing_to_paid`` and ``signup_to_purchase`` (see ``producers.simulator.truth.FUNNELS``).
+    """
+    return {name: list(funnel["users_per_step"]) for name, funnel in truth.totals["funnels"].items()}
+
+
+def expected_funnel_users(truth: GroundTruth, funnel: str) -> dict[str, dict[str, Any]]:
+    """Each user who entered ``funnel``: ``{user_id: {"level": furthest step, "step_ts": [ms of each step]}}``."""
+    return truth.totals["funnels"][funnel]["per_user"]
+
+
+def expected_churn(truth: GroundTruth) -> dict[str, int]:
+    """Churned users at the window's end, all and by reason: ``churned_users``, ``cancelled``, ``inactive``."""
+    churn = truth.totals["churn"]
+    return {key: churn[key] for key in ("churned_users", "cancelled", "inactive")}
+
+
+def expected_churned_users(truth: GroundTruth) -> dict[str, dict[str, Any]]:
+    """Each churned user: ``{user_id: {"churned_at_ms": ms, "reason": "cancelled" | "inactive"}}``."""
+    return truth.totals["churn"]["per_user"]
 
 
 def read_outcome(settings: Settings) -> Outcome:

@@ -12,7 +12,9 @@ one broker shared by the whole soak:
    after the last line, while the worker may still be catching up;
 3. wait until the worker's and the sink's groups committed everything (a *stall* is a group
    still behind after ``stall_timeout_s``), then compare events by type, dead letters by
-   reason and sessions row for row with the simulator's ground truth;
+   reason and sessions row for row with the simulator's ground truth, and funnel steps and churn
+   alerts with one calm in-process run of the same jobs over the same lines
+   (:mod:`devstack.reference_run`);
 4. ``down``, delete the cycle's topics and data directory (a failed cycle's logs are kept).
 
 Everything random comes from ``--seed``, so a failing soak can be run again as it was.
@@ -34,6 +36,7 @@ from pathlib import Path
 from random import Random
 
 from devstack.ground_truth import differences, expected_outcome, read_outcome
+from devstack.reference_run import job_output_differences, reference_run
 from devstack.ports import free_ports
 from devstack.processes import alive, read_pid
 from devstack.stack import Log, down, local_kafka, status, up
@@ -49,6 +52,9 @@ KILL_MODES = ("random", "worker", "sink", "both", "none")
 TARGETS = {"worker": ("worker",), "sink": ("sink",), "both": ("worker", "sink")}
 KILL_WINDOW = 1.25  # kill moments fall within this share of publish_seconds: some after the last line
 DEATH_TIMEOUT_S = 10.0
+# Funnel steps and alerts are compared with a calm in-process run up to this long before the window's
+# end: later ones wait for each run's event time to pass them, which depends on when it saw its last event.
+SETTLED_MARGIN_MS = 6 * 3_600_000
 
 
 class SoakError(PulseError, ValueError):
@@ -217,6 +223,7 @@ def run_cycle(settings: Settings, config: SoakConfig, plan: CyclePlan, failed_lo
     """One cycle on the pipeline ``settings`` describes (see the module docstring); never raises an Exception."""
     started = time.monotonic()
     simulation = simulate(SimulationConfig(customers=config.customers, days=config.days, seed=plan.simulation_seed))
+    calm = reference_run(settings, list(simulation.lines()))
     kills_at: list[float] = []
     problems: list[str] = []
     stalled = False
@@ -233,6 +240,7 @@ def run_cycle(settings: Settings, config: SoakConfig, plan: CyclePlan, failed_lo
             problems.append(f"stalled: {exc} ({_process_states(settings)})")
         else:
             problems += differences(read_outcome(settings), expected_outcome(simulation.truth))
+            problems += job_output_differences(settings, calm, simulation.truth.config.end_ms - SETTLED_MARGIN_MS)
     except Exception as exc:  # a failed start or restart is a finding of this cycle, not the end of the soak
         problems.append(f"{type(exc).__name__}: {exc}")
     finally:

@@ -84,6 +84,47 @@ next to an external broker (KAFKA_BOOTSTRAP) too.
 1 otherwise.
 """
 
+ALERTS_HELP = """\
+Churn alerts for the services that act on them. The churn-risk job publishes one JSON object per
+alert (the contract: pulse/schemas/churn_alert.schema.json; fields alert_id, user_id, old_tier,
+new_tier, score, reasons, ts, emitted_at) to the topic <PULSE_TOPIC_PREFIX>alerts, as NDJSON.
+
+  pulse alerts tail [--from-beginning] [--json]      print alerts as they arrive, until Ctrl-C
+  pulse alerts webhook URL --secret whsec_...        POST each alert to URL (Standard Webhooks)
+
+See `pulse alerts tail --help` and `pulse alerts webhook --help`.
+"""
+
+WEBHOOK_HELP = """\
+POST every churn alert to URL as a Standard Webhook (https://www.standardwebhooks.com): the body is
+the alert's JSON as published, with the headers
+  webhook-id         the alert_id: the same for every attempt and every replay; use it to drop copies
+  webhook-timestamp  unix seconds of this attempt
+  webhook-signature  v1,<base64 HMAC-SHA256 of "{webhook-id}.{webhook-timestamp}.{body}"> keyed with the
+                     secret's bytes (base64 after whsec_); one per --secret, space-separated
+Any Standard Webhooks library verifies them (e.g. Python's standardwebhooks: Webhook(secret).verify).
+
+A 2xx answer delivers the alert. Anything else is retried with exponential back-off (--retry-delay,
+doubling, at most --max-retry-delay, with jitter; a Retry-After is honoured), --attempts times in
+all, except a 4xx other than 408 and 429, which is final. An alert not delivered goes to the
+dead-letter topic with reason webhook_undeliverable, its last status or error and answer body in
+the errors (a line that is not an alert with a usable alert_id: webhook_unsendable).
+
+Alerts are read by the consumer group --group, one at a time and in order per partition, and the
+group's position is committed after each alert is delivered or dead-lettered, so a restart resumes
+at the first alert not settled and a delivered alert is not sent again (unless the forwarder died
+between the answer and the commit: delivery is at least once, hence webhook-id). Run several with
+the same --group to share the partitions. A new group starts at the oldest alert still kept (7 days)
+or, with --start-at latest, at new ones. Prints a line per alert delivered, retried or
+dead-lettered; SIGTERM or Ctrl-C stops after the alert in flight (Ctrl-C twice: at once).
+
+metrics (--metrics-port): pulse_webhook_deliveries_total{outcome="delivered|retried|dead_lettered"},
+pulse_webhook_in_flight, pulse_dependency_up{process="alerts-webhook",dependency="kafka"}.
+
+example: PULSE_WEBHOOK_SECRET=whsec_... pulse alerts webhook https://crm.example.com/hooks/churn --metrics-port 9470
+new secret: python -c "import base64,os; print('whsec_' + base64.b64encode(os.urandom(32)).decode())"
+"""
+
 Handler = Callable[[argparse.Namespace, Settings], int]
 
 
@@ -301,6 +342,43 @@ def _parser() -> argparse.ArgumentParser:
     soak.add_argument("--stall-timeout", type=float, default=120.0, metavar="S",
                       help="seconds a consumer group may stay behind before the cycle counts as stalled "
                            "(default 120)")  # fmt: skip
+    alerts = command("alerts", _alerts, "churn alerts: print them live, or forward them to a webhook", ALERTS_HELP)
+    alert_actions = alerts.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    def alert_action(name: str, summary: str, description: str) -> argparse.ArgumentParser:
+        return alert_actions.add_parser(name, help=summary, description=description, epilog=ENVIRONMENT_HELP,
+                                        formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+
+    alerts_tail = alert_action("tail", "print churn alerts as they arrive, until Ctrl-C",
+                               "Print each churn alert of the alerts topic as it arrives, until Ctrl-C: one line per "
+                               "alert (event time UTC, user, old -> new tier, score, reasons, [alert_id]), or with "
+                               "--json the alert's JSON line as published (for jq). Joins no consumer group and "
+                               "commits nothing, so it never disturbs the forwarders or the sink.")  # fmt: skip
+    alerts_tail.add_argument("--from-beginning", action="store_true",
+                             help="start at the oldest alert still in the topic (default: only new alerts)")  # fmt: skip
+    alerts_tail.add_argument("--json", action="store_true", help="print the raw JSON line of each alert")
+    webhook = alert_action("webhook", "POST each churn alert to URL, signed per Standard Webhooks", WEBHOOK_HELP)
+    webhook.add_argument("url", metavar="URL", help="http:// or https:// endpoint that receives the POSTs")
+    webhook.add_argument("--secret", action="append", metavar="whsec_...",
+                         help="signing secret: whsec_ + base64 of at least 24 random bytes. Give it twice while "
+                              "rotating (old and new; receivers accept either). Default: PULSE_WEBHOOK_SECRET, "
+                              "which keeps it out of the process list")  # fmt: skip
+    webhook.add_argument("--group", metavar="NAME",
+                         help="consumer group, whose committed position survives restarts (default "
+                              "<PULSE_APP_ID>-alerts-webhook; one group per receiving URL)")  # fmt: skip
+    webhook.add_argument("--attempts", type=int, default=5, metavar="N",
+                         help="attempts per alert before it is dead-lettered (default 5)")  # fmt: skip
+    webhook.add_argument("--retry-delay", type=float, default=1.0, metavar="S",
+                         help="wait after the first failed attempt; doubles after each (default 1)")  # fmt: skip
+    webhook.add_argument("--max-retry-delay", type=float, default=60.0, metavar="S",
+                         help="longest wait between two attempts (default 60)")  # fmt: skip
+    webhook.add_argument("--timeout", type=_positive_seconds, default=15.0, metavar="S",
+                         help="seconds to wait for an answer to one attempt (default 15)")  # fmt: skip
+    webhook.add_argument("--start-at", choices=["earliest", "latest"], default="earliest",
+                         help="where a group without a committed position starts: the oldest alert kept "
+                              "(default) or new alerts only")  # fmt: skip
+    webhook.add_argument("--metrics-port", type=int, metavar="PORT",
+                         help="serve Prometheus /metrics on PULSE_BIND_HOST:PORT")  # fmt: skip
     return parser
 
 
@@ -566,6 +644,65 @@ def _soak(args: argparse.Namespace, settings: Settings) -> int:
     summary = run_soak(settings, config, log=lambda line: print(line, flush=True))
     print("\n".join(summary.lines()))
     return 0 if summary.ok else 1
+
+
+def _alerts(args: argparse.Namespace, settings: Settings) -> int:
+    if args.action == "tail":
+        return _alerts_tail(args, settings)
+    return _alerts_webhook(args, settings)
+
+
+def _alerts_tail(args: argparse.Namespace, settings: Settings) -> int:
+    from ops.alerts import tail
+
+    try:
+        tail(settings, from_beginning=args.from_beginning, as_json=args.json)
+    except KeyboardInterrupt:  # how one leaves tail: not a failure
+        pass
+    return 0
+
+
+def _alerts_webhook(args: argparse.Namespace, settings: Settings) -> int:
+    import os
+    import signal
+    import threading
+
+    from ops.alerts import WebhookConfig, WebhookForwarder, serve_metrics
+    from ops.webhooks import RetryPolicy, parse_secret
+
+    texts = args.secret or ([os.environ["PULSE_WEBHOOK_SECRET"]] if os.environ.get("PULSE_WEBHOOK_SECRET") else [])
+    if not texts:
+        print("pulse alerts webhook: give --secret whsec_... or set PULSE_WEBHOOK_SECRET", file=sys.stderr)
+        return 2
+    try:
+        retry = RetryPolicy(attempts=args.attempts, base_delay_s=args.retry_delay, max_delay_s=args.max_retry_delay)
+    except ValueError as exc:
+        print(f"pulse alerts webhook: {exc}", file=sys.stderr)
+        return 2
+    config = WebhookConfig(
+        url=args.url,
+        secrets=tuple(parse_secret(text) for text in texts),
+        group=args.group or f"{settings.app_id}-alerts-webhook",
+        retry=retry,
+        timeout_s=args.timeout,
+        start_at=args.start_at,
+    )
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        if stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # the second Ctrl-C: quit now, the alert in flight is sent again next time
+        stop.set()
+        print("stopping after the alert in flight (Ctrl-C again to quit now)", file=sys.stderr, flush=True)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, on_signal)
+    forwarder = WebhookForwarder(settings, config, stop=stop, log=lambda line: print(line, flush=True))
+    if args.metrics_port:
+        serve_metrics(args.metrics_port, settings.bind_host)
+        print(f"metrics on http://{settings.bind_host}:{args.metrics_port}/metrics", flush=True)
+    forwarder.run()
+    return 0
 
 
 if __name__ == "__main__":

@@ -142,6 +142,20 @@ STANDARD_TYPES: Mapping[str, Mapping[str, PropCheck]] = {
 }
 
 
+# Product use: what a customer does in the product, not what is done to them (emails, ads,
+# agents' replies, billing) nor what they tell us (surveys and tickets). A user's activity, for
+# churn by inactivity and for the simulator's ground truth alike; custom events count too.
+PRODUCT_USE_TYPES = frozenset({
+    "page_view", "signup", "login", "onboarding_step", "onboarding_completed", "feature_used",
+    "trial_started", "subscription_started", "subscription_changed", "purchase",
+})  # fmt: skip
+
+
+def is_product_use(event_type: str) -> bool:
+    """Whether an event of this type is product use (see :data:`PRODUCT_USE_TYPES`)."""
+    return event_type in PRODUCT_USE_TYPES or event_type.startswith("custom.")
+
+
 def is_known_type(name: str) -> bool:
     """True for a standard type or a custom one named ``custom.<snake_case>``."""
     return name in STANDARD_TYPES or CUSTOM_TYPE_PATTERN.fullmatch(name) is not None

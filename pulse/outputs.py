@@ -119,6 +119,60 @@ SESSIONS = OutputSpec(
     migration="0004_sessions",
 )
 
+FUNNEL_STEPS = OutputSpec(
+    name="funnel_steps",
+    topic_suffix="funnel-steps",
+    table="funnel_steps",
+    columns=(
+        Column("step_id", "String", REQUIRED),  # funnel, user, attempt and step: a replay adds nothing
+        Column("funnel", "LowCardinality(String)", REQUIRED),
+        Column("user_id", "String", REQUIRED),
+        Column("attempt", "UInt32", REQUIRED),
+        Column("step_index", "UInt8", REQUIRED),  # from 1
+        Column("step_name", "LowCardinality(String)", REQUIRED),
+        Column("ts", "DateTime64(3, 'UTC')", REQUIRED),
+        Column("since_previous_s", "Float64", 0.0),
+        Column("since_entry_s", "Float64", 0.0),
+        Column("event_id", "String", REQUIRED),
+    ),
+    migration="0005_funnel_steps",
+    time_column="ts",
+)
+
+CHURN_SCORES = OutputSpec(
+    name="churn_scores",
+    topic_suffix="churn-scores",
+    table="churn_scores",
+    columns=(
+        Column("user_id", "String", REQUIRED),
+        Column("score", "Float64", REQUIRED),
+        Column("tier", "LowCardinality(String)", REQUIRED),
+        Column("reasons", "Array(String)", REQUIRED),
+        Column("ts", "DateTime64(3, 'UTC')", REQUIRED),  # the event time the score holds at
+        Column("version", "UInt64", REQUIRED),  # grows with every change of the user's score: the latest wins
+    ),
+    migration="0006_churn",
+    time_column="ts",
+)
+
+CHURN_ALERTS = OutputSpec(
+    name="churn_alerts",
+    topic_suffix="alerts",
+    table="churn_alerts",
+    columns=(
+        Column("alert_id", "String", REQUIRED),  # the same alert always has the same id (replays, kills)
+        Column("user_id", "String", REQUIRED),
+        Column("old_tier", "LowCardinality(String)", REQUIRED),
+        Column("new_tier", "LowCardinality(String)", REQUIRED),
+        Column("score", "Float64", REQUIRED),
+        Column("reasons", "Array(String)", REQUIRED),
+        Column("ts", "DateTime64(3, 'UTC')", REQUIRED),  # event time of what raised the tier
+        Column("emitted_at", "DateTime64(3, 'UTC')", REQUIRED),  # wall clock of the worker that emitted it
+    ),
+    migration="0006_churn",
+    time_column="ts",
+)
+
 DEAD_LETTERS = OutputSpec(
     name="dead_letters",
     topic_suffix="dead-letters",
@@ -138,4 +192,4 @@ DEAD_LETTERS = OutputSpec(
 )
 
 # The outputs of the stream jobs, in the order the sink writes their tables.
-OUTPUTS: tuple[OutputSpec, ...] = (VALID_EVENTS, SESSIONS)
+OUTPUTS: tuple[OutputSpec, ...] = (VALID_EVENTS, SESSIONS, FUNNEL_STEPS, CHURN_SCORES, CHURN_ALERTS)

@@ -62,6 +62,41 @@ class SessionTuning:
 
 
 @dataclass(frozen=True)
+class FunnelTuning:
+    """Which funnels the funnels job follows (see stream_jobs.funnels)."""
+
+    enabled: bool = True
+    definitions: str = ""  # a YAML file of funnel definitions; empty: the shipped deploy/funnels.yaml
+
+    @property
+    def definitions_path(self) -> Path | None:
+        """The definitions file, None for the shipped one."""
+        return Path(self.definitions) if self.definitions else None
+
+
+@dataclass(frozen=True)
+class ChurnTuning:
+    """How the churn-risk job scores users and when it alerts (see stream_jobs.churn_scoring)."""
+
+    enabled: bool = True
+    inactive_days: float = 30.0  # no activity for this long: the user is churned
+    medium_at: float = 0.4  # a score at or above this is the medium tier
+    high_at: float = 0.7  # and at or above this, high
+    alert_cooldown_hours: float = 24.0  # no second alert for the same tier of a user within this
+    grace_days: float = 4.0  # quiet days that carry no risk yet: the inactivity signal ramps from here to inactive_days
+    # the weight of each bounded signal in the score (a capped weighted sum; why each: stream_jobs.churn_scoring)
+    weight_inactivity: float = 1.0
+    weight_activity_drop: float = 0.35
+    weight_spend_drop: float = 0.2
+    weight_failed_payments: float = 0.45
+    weight_nps: float = 0.35
+    weight_csat: float = 0.25
+    weight_ces: float = 0.2
+    weight_open_tickets: float = 0.2
+    user_retention_days: float = 90.0  # a churned or never active user's state outlives their last event this long
+
+
+@dataclass(frozen=True)
 class WorkerTuning:
     """When the worker calls itself stalled (``/healthz`` answers 503)."""
 
@@ -123,6 +158,8 @@ class Settings:
     producer: ProducerTuning = field(default_factory=ProducerTuning)
     dedup: DedupTuning = field(default_factory=DedupTuning)
     sessions: SessionTuning = field(default_factory=SessionTuning)
+    funnels: FunnelTuning = field(default_factory=FunnelTuning)
+    churn: ChurnTuning = field(default_factory=ChurnTuning)
     worker: WorkerTuning = field(default_factory=WorkerTuning)
     sink: SinkTuning = field(default_factory=SinkTuning)
     validation: ValidationTuning = field(default_factory=ValidationTuning)
@@ -241,6 +278,8 @@ _SECTIONS = {
     "producer": ProducerTuning,
     "dedup": DedupTuning,
     "sessions": SessionTuning,
+    "funnels": FunnelTuning,
+    "churn": ChurnTuning,
     "worker": WorkerTuning,
     "sink": SinkTuning,
     "validation": ValidationTuning,

@@ -25,10 +25,12 @@ from faust.types import TP
 
 from pulse.dead_letter import DeadLetter
 from pulse.lag import observe_lag
-from pulse.outputs import SESSIONS
+from pulse.outputs import CHURN_ALERTS, FUNNEL_STEPS, SESSIONS
 from pulse.settings import Settings
 from pulse.topics import Topics
 from stream_jobs import metrics
+from stream_jobs.churn_job import CHURN_SLICE
+from stream_jobs.churn_scoring import TIERS
 from stream_jobs.health import WorkerHealth
 from stream_jobs.output_producer import OutputLost, OutputProducer, attach_to_commits
 from stream_jobs.publishing import output_records
@@ -143,5 +145,12 @@ class EventsAgent:
             if row.get("closed") and not row["deleted"]:  # type: ignore[union-attr]  # job rows are dicts
                 metrics.SESSIONS_CLOSED.inc()
                 metrics.SESSION_DURATION.observe(row["duration_ms"] / 1000)
+        for row in out.rows.get(FUNNEL_STEPS, []):
+            metrics.FUNNEL_STEPS.labels(row["funnel"], row["step_name"]).inc()  # type: ignore[index]
+        for row in out.rows.get(CHURN_ALERTS, []):
+            metrics.CHURN_ALERTS.labels(row["new_tier"]).inc()  # type: ignore[index]
         metrics.OPEN_SESSIONS.set(self.runner.live("sessions"))
+        users = self.runner.live_values(CHURN_SLICE)
+        for rank, tier in enumerate(TIERS, start=1):
+            metrics.CHURN_USERS.labels(tier).set(users[rank])
         observe_lag("worker", out.valid_times)

@@ -56,7 +56,12 @@ class Job(Protocol, Generic[S]):
         ...
 
     def live(self, state: S) -> int:
-        """How many live things the slice holds (open sessions, ...), for a gauge."""
+        """A small non-negative number for gauges: what the slice holds live (open sessions, ...).
+
+        The runner keeps, per slice, how many users hold each value, rebuilt from the slice
+        headers after an assignment: the sum gives a count of things (open sessions), the users
+        per value a distribution (users by churn tier). 0 counts nowhere.
+        """
         ...
 
     def on_events(self, user_id: str, state: S, events: Sequence[Event]) -> list[Row]:

@@ -23,6 +23,12 @@ SESSION_DURATION = Histogram(
     "Duration of closed sessions (last event minus first).",
     buckets=(0, 10, 30, 60, 180, 600, 1800, 3600, 4 * 3600, 24 * 3600),
 )
+FUNNEL_STEPS = Counter(
+    "pulse_funnel_steps_total", "Funnel steps reached (a row of funnel_steps; a replayed record counts again).",
+    ["funnel", "step"],
+)
+CHURN_USERS = Gauge("pulse_churn_users", "Users by churn-risk tier in the partitions this worker holds.", ["tier"])
+CHURN_ALERTS = Counter("pulse_churn_alerts_total", "Churn alerts raised (a user's tier rose), by the new tier.", ["tier"])
 PUBLISH_REJECTED = Counter(
     "pulse_publish_rejected_total", "Output records Kafka refused for good (dead-lettered as publish_rejected)."
 )

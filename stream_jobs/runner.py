@@ -25,7 +25,7 @@ a million users.
 from __future__ import annotations
 
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -34,9 +34,13 @@ from typing import Any, Protocol
 from pulse.contract import Event
 from pulse.dead_letter import DeadLetter
 from pulse.outputs import VALID_EVENTS, OutputSpec
-from pulse.settings import Settings
+from pulse.settings import Settings, SettingsError
+from stream_jobs.churn_job import ChurnJob
+from stream_jobs.churn_scoring import ChurnRules
 from stream_jobs.dedup import DedupSlice, id_hash
 from stream_jobs.envelope import decode_envelope
+from stream_jobs.funnels import load_funnels
+from stream_jobs.funnels_job import FunnelsJob
 from stream_jobs.job import Job, Row
 from stream_jobs.sessionizer import SessionRules
 from stream_jobs.sessions_job import SessionsJob
@@ -88,12 +92,24 @@ def clock_key(partition: int) -> bytes:
 
 
 def default_jobs(settings: Settings) -> tuple[Job[Any], ...]:
-    """The jobs the settings switch on."""
+    """The jobs the settings switch on, in the order they see a user's events."""
+    retention_ms = int(settings.sessions.user_retention_days * 86_400_000)
+    jobs: list[Job[Any]] = []
     tuning = settings.sessions
-    if not tuning.enabled:
-        return ()
-    rules = SessionRules(int(tuning.timeout_minutes * 60_000), int(tuning.max_length_hours * 3_600_000))
-    return (SessionsJob(rules, int(tuning.user_retention_days * 86_400_000)),)
+    if tuning.enabled:
+        rules = SessionRules(int(tuning.timeout_minutes * 60_000), int(tuning.max_length_hours * 3_600_000))
+        jobs.append(SessionsJob(rules, retention_ms))
+    if settings.funnels.enabled:
+        jobs.append(FunnelsJob(load_funnels(settings.funnels.definitions_path), retention_ms))
+    if settings.churn.enabled:
+        churn = settings.churn
+        try:
+            rules = ChurnRules.from_tuning(churn)
+        except ValueError as exc:
+            raise SettingsError(f"churn: {exc}") from None
+        jobs.append(ChurnJob(rules, int(churn.user_retention_days * 86_400_000),
+                             int(settings.sessions.allowed_lateness_minutes * 60_000)))  # fmt: skip
+    return tuple(jobs)
 
 
 @dataclass
@@ -102,7 +118,8 @@ class PartitionState:
 
     clock: PartitionClock
     timers: Timers = field(default_factory=Timers)
-    live: Counter[str] = field(default_factory=Counter)  # per slice, users indexed or written since
+    # per slice, how many users (indexed or written since) hold each non-zero live value
+    live: defaultdict[str, Counter[int]] = field(default_factory=lambda: defaultdict(Counter))
     indexed: bool = False
     # users written before the index reached them: their live counts as stored before the first write
     written_while_indexing: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -130,7 +147,14 @@ class JobRunner:
 
     def live(self, slice_name: str) -> int:
         """The live count of a slice (e.g. open sessions) over the partitions held."""
-        return sum(part.live[slice_name] for part in self._partitions.values())
+        return sum(value * users for value, users in self.live_values(slice_name).items())
+
+    def live_values(self, slice_name: str) -> Counter[int]:
+        """Users by the live value of their slice over the partitions held (e.g. users by churn tier)."""
+        values: Counter[int] = Counter()
+        for part in self._partitions.values():
+            values.update(part.live[slice_name])
+        return values
 
     def release(self, partitions: Iterable[int]) -> None:
         """Forget partitions handed to another worker; their state is reread if they come back."""
@@ -171,6 +195,7 @@ class JobRunner:
                     events.sort(key=lambda e: (e.ts, id_hash(e.event_id)))
                 for slice_ in self._slices:
                     out.add(slice_.on_events(user.user_id, user.get(slice_), events))
+                    user.acted(slice_)
             user.changed = True
         self._fire_timers(partition, part, users, out)
         self._write(partition, part, users, out)
@@ -205,13 +230,13 @@ class JobRunner:
                 user_id = key[len(prefix) :].decode()
                 before_write = part.written_while_indexing.get(user_id)
                 if before_write is not None:  # its writes counted the change; the stored value counts the rest
-                    part.live.update(before_write)
+                    _count_live(part, before_write, 1)
                     continue
                 value = self._store.get(key)
                 if value is not None:
                     user = UserState(user_id, key, decode_envelope(value), self._slices)
                     part.timers.schedule(user_id, user.deadline(self._slices))
-                    part.live.update(user.live_before)
+                    _count_live(part, user.live_before, 1)
             yield min(start + INDEX_STEP, len(keys))
         part.indexed = True
         part.written_while_indexing.clear()
@@ -270,6 +295,7 @@ class JobRunner:
             for slice_ in self._slices:
                 if user.is_due(slice_, watermark):
                     out.add(slice_.on_watermark(user_id, user.get(slice_), watermark))
+                    user.acted(slice_)
                     user.changed = True
             if not user.changed:  # woke early for a deadline that moved later: look again then
                 part.timers.schedule(user_id, user.deadline(self._slices))
@@ -287,8 +313,10 @@ class JobRunner:
                 part.timers.schedule(user.user_id, user.deadline(self._slices))
             if not part.indexed:
                 part.written_while_indexing.setdefault(user.user_id, user.live_before)
-            for name, moved in user.live_change().items():
-                part.live[name] += moved
+            after = user.live_after()
+            if after != user.live_before:
+                _count_live(part, user.live_before, -1)
+                _count_live(part, after, 1)
         out.writes[clock_key(partition)] = part.clock.to_bytes()
 
     def _partition(self, partition: int) -> PartitionState:
@@ -303,6 +331,13 @@ class JobRunner:
         if cached is not None:
             return UserState(user_id, key, cached[0], self._slices, cached[1])
         return UserState(user_id, key, decode_envelope(self._store.get(key)), self._slices)
+
+
+def _count_live(part: PartitionState, values: dict[str, int], sign: int) -> None:
+    """Count (``sign`` 1) or uncount (-1) a user's live value per slice; a zero value counts nowhere."""
+    for name, value in values.items():
+        if value:
+            part.live[name][value] += sign
 
 
 def _too_late(event: Event, line: bytes, watermark: int) -> DeadLetter:

@@ -18,7 +18,8 @@ from stream_jobs.job import Job
 class UserState:
     """A user's envelope plus the slices decoded so far, and what this record brought them."""
 
-    __slots__ = ("user_id", "key", "envelope", "decoded", "on_time", "replayed", "changed", "scheduled", "live_before")
+    __slots__ = ("user_id", "key", "envelope", "decoded", "on_time", "replayed", "changed", "scheduled", "live_before",
+                 "_deadlines")
 
     def __init__(self, user_id: str, key: bytes, envelope: Envelope, slices: Sequence[Job[Any]],
                  decoded: dict[str, Any] | None = None) -> None:  # fmt: skip
@@ -30,6 +31,8 @@ class UserState:
         self.replayed: set[int] | None = None  # for a replayed record: id hashes republished so far
         self.changed = False
         self.scheduled = False  # its timer holds its current deadline
+        # deadlines of decoded slices, computed once until a job acts on the slice again (see acted)
+        self._deadlines: dict[str, int | None] = {}
         self.live_before: dict[str, int]  # live count per slice as stored
         if envelope.legacy:  # no headers to trust: decode everything once
             self.live_before = {slice_.name: slice_.live(self.get(slice_)) for slice_ in slices}
@@ -45,26 +48,32 @@ class UserState:
             self.decoded[slice_.name] = state
         return state
 
+    def acted(self, slice_: Job[Any]) -> None:
+        """A job took events or a watermark into the slice: its deadline may have moved."""
+        self._deadlines.pop(slice_.name, None)
+
+    def slice_deadline(self, slice_: Job[Any]) -> int | None:
+        """The slice's deadline: from its job once decoded (asked once until the job acts again), else its header."""
+        name = slice_.name
+        if name in self._deadlines:
+            return self._deadlines[name]
+        state = self.decoded.get(name)
+        if state is not None:
+            deadline = self._deadlines[name] = slice_.deadline(state)
+            return deadline
+        raw = self.envelope.slices.get(name)
+        return None if raw is None else raw.deadline
+
     def is_due(self, slice_: Job[Any], watermark: int) -> bool:
         """Whether the watermark has passed the slice's deadline."""
-        if slice_.name in self.decoded:
-            deadline = slice_.deadline(self.decoded[slice_.name])
-        else:
-            raw = self.envelope.slices.get(slice_.name)
-            deadline = None if raw is None else raw.deadline
+        deadline = self.slice_deadline(slice_)
         return deadline is not None and deadline < watermark
 
     def deadline(self, slices: Sequence[Job[Any]]) -> int | None:
         """The earliest deadline over every slice."""
         earliest = None
-        decoded, stored = self.decoded, self.envelope.slices
         for slice_ in slices:
-            state = decoded.get(slice_.name)
-            if state is not None:
-                deadline = slice_.deadline(state)
-            else:
-                raw = stored.get(slice_.name)
-                deadline = None if raw is None else raw.deadline
+            deadline = self.slice_deadline(slice_)
             if deadline is not None and (earliest is None or deadline < earliest):
                 earliest = deadline
         return earliest
@@ -79,19 +88,15 @@ class UserState:
                 self.envelope.slices.pop(slice_.name, None)
             else:
                 data = slice_.encode(state)
-                self.envelope.slices[slice_.name] = RawSlice(slice_.version, slice_.live(state), slice_.deadline(state), data)
+                self.envelope.slices[slice_.name] = RawSlice(slice_.version, slice_.live(state), self.slice_deadline(slice_),
+                                                             data)  # fmt: skip
         if not any(slice_.name in self.envelope.slices for slice_ in slices):
             return None
         return self.envelope.to_bytes()
 
-    def live_change(self) -> dict[str, int]:
-        """How each slice's live count moved since the state was read, unmoved ones left out (call after :meth:`encode`)."""
-        before, change = self.live_before, {}
+    def live_after(self) -> dict[str, int]:
+        """Each slice's live value as it will be stored (call after :meth:`encode`); a dropped slice is 0."""
+        after = {name: 0 for name in self.live_before}
         for name, raw in self.envelope.slices.items():
-            moved = (raw.live or 0) - before.get(name, 0)
-            if moved:
-                change[name] = moved
-        for name, count in before.items():
-            if count and name not in self.envelope.slices:
-                change[name] = -count
-        return change
+            after[name] = raw.live or 0
+        return after

@@ -43,7 +43,7 @@ class WindowClosed(Exception):
 class Burst:
     """One user's run of events; ``now`` is the time the next event gets."""
 
-    __slots__ = ("user_id", "now", "events", "_end_ms", "_ids")
+    __slots__ = ("_end_ms", "_ids", "events", "now", "user_id")
 
     def __init__(self, user_id: str, start_ms: int, end_ms: int, ids: EventIds) -> None:
         self.user_id = user_id

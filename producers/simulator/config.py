@@ -52,8 +52,23 @@ class Rates:
     power_features_per_visit: float = 10.0
     casual_features_per_visit: float = 4.0
     lapse: float = 0.25  # after a visit without trial or subscription, the user stops coming
-    # 3(b) #10 / RET-1: "average churn rate of 25%" a year (card and cable companies).
+    # A user who stops coming also leaves the newsletter (through the mail provider, so no event)
+    # and goes silent: not a single event more, which the pipeline calls churn after 30 days (RET-9).
+    silent_on_lapse: float = 0.50
+    pricing_before_signup: float = 0.50  # a signup visit passes by /pricing just before /signup
+    # 3(b) #10 / RET-1: "average churn rate of 25%" a year (card and cable companies): the voluntary
+    # churn of a subscriber who is not a detractor and whose charges never failed.
     annual_churn: float = 0.25
+    # Churn risk (RET-10: look at the behaviour leading up to churn, 003:62; "Plummeting NPS" is
+    # an early warning, 003:88): a subscriber's hazard of cancelling is annual_churn's times these.
+    detractor_churn_factor: float = 4.0  # the subscriber would answer NPS 0-6
+    failed_payment_churn_factor: float = 2.0  # after each failed charge, recovered or not
+    # Before a voluntary cancellation the activity fades (RET-9 "unhealthy accounts (i.e. those who
+    # haven't used the product in a while and are at risk of cancelling)"): over the last fade_days
+    # the mean gap between visits grows and the features used per visit shrink, linearly down to
+    # fade_floor of the usual at the cancellation (so gaps up to 1 / fade_floor times longer).
+    fade_days: float = 21.0
+    fade_floor: float = 0.15
     plan_change_per_month: float = 0.10  # subscribers who up- or downgrade in a month
     upgrade_share: float = 0.70  # of plan changes, the upgrades
     payment_failure: float = 0.08  # a renewal charge fails
@@ -75,12 +90,16 @@ class Rates:
     # 3(b) #5 / SAT-2: CSAT "above 80% is considered good".
     csat_satisfied: float = 0.82
     ces_after_onboarding: float = 0.40  # a CES survey (1-7) is answered after onboarding
+    ces_after_ticket: float = 0.25  # and after a resolved ticket
     newsletter_open: float = 0.35
     newsletter_click: float = 0.30  # of opened newsletters
     # Marketing spend per acquired customer, USD (ACQ-7 CAC has no figure in the catalog).
     paid_cost_per_customer: float = 40.0
     email_cost_per_customer: float = 3.0
     referral_cost_per_customer: float = 15.0
+    # The customers who signed up before the window (no catalog figure).
+    existing_free_share: float = 0.15  # their trial ended before the window without a subscription
+    nps_answered_before_window: float = 0.50  # not asked again inside the window (NPS is asked once)
 
     def __post_init__(self) -> None:
         mix = self.organic_share + self.paid_share + self.email_share + self.referral_share
@@ -88,6 +107,8 @@ class Rates:
             raise ValueError(f"the acquisition shares must sum to 1, not {mix}")
         if not (0 <= self.annual_churn < 1 and 0 <= self.plan_change_per_month < 1):
             raise ValueError("annual_churn and plan_change_per_month are shares of a population: 0 <= share < 1")
+        if not 0 < self.fade_floor <= 1 or self.fade_days < 0:
+            raise ValueError("fade_floor must be in (0, 1] and fade_days at least 0")
 
 
 @dataclass(frozen=True)
@@ -114,7 +135,13 @@ class Imperfections:
 
 @dataclass(frozen=True)
 class SimulationConfig:
-    """A whole run; the same config always gives byte-identical lines and truth."""
+    """A whole run; the same config always gives byte-identical lines and truth.
+
+    ``customers`` arrive inside the window (first touch to churn); on top of them come the
+    existing customers, signed up before the window: ``existing_customers`` of them, or when
+    that is None ``existing_share`` of ``customers`` (300 for the default 3,000). Their history
+    before the window is not emitted, only what they do inside it.
+    """
 
     customers: int = 3_000
     days: int = 30
@@ -122,6 +149,22 @@ class SimulationConfig:
     start_ms: int = 1_761_955_200_000  # 2025-11-01T00:00:00Z, fixed rather than "now" for reproducibility
     rates: Rates = field(default_factory=Rates)
     imperfections: Imperfections = field(default_factory=Imperfections)
+    existing_customers: int | None = None
+    existing_share: float = 0.10
+    # The churn truth's inactivity rule, the pipeline's default (pulse.settings ChurnTuning.inactive_days):
+    # a user with no event for this long before the window's end is churned.
+    inactive_days: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.existing_share < 0 or (self.existing_customers is not None and self.existing_customers < 0):
+            raise ValueError("existing_customers and existing_share cannot be negative")
+
+    @property
+    def existing_count(self) -> int:
+        """How many existing customers the run has."""
+        if self.existing_customers is not None:
+            return self.existing_customers
+        return round(self.customers * self.existing_share)
 
     @property
     def end_ms(self) -> int:

@@ -4,6 +4,22 @@ A :class:`Customer` is a small state machine whose actions each fill one burst a
 what follows on the customer's :class:`~producers.simulator.bursts.Agenda` (the next visit, a
 ticket reply, a renewal). Every decision draws from one seeded ``Random`` in a fixed order,
 so a seed always tells the same story.
+
+New customers arrive inside the window; existing ones (:meth:`Customer.carry_over`) signed up
+before it and are met mid-story, on a monthly plan or after a trial that lapsed. Churn has
+explicit causes:
+
+* a subscriber cancels when its *cancellation clock* runs out: an exponential draw at the
+  hazard of ``annual_churn`` times its risk. The risk is ``detractor_churn_factor`` for a
+  subscriber who would answer NPS 0-6 (the score is drawn when the customer signs up and the
+  survey reports it) and grows by ``failed_payment_churn_factor`` with each failed charge.
+  A rise of risk races a second clock for the extra hazard (the earlier one wins), which is
+  exactly a constant hazard that steps up, so no draw is ever taken back;
+* because the cancellation time is known ahead, the activity before it fades: over the
+  last ``fade_days`` the visits thin out and use fewer features (:meth:`Customer._vigour`);
+* a failed charge that also fails its retry cancels the subscription (involuntary churn);
+* a member without a trial or plan who stops coming may leave the newsletter as well and
+  go silent: no event at all any more, churn by inactivity without a cancellation.
 """
 
 from __future__ import annotations
@@ -70,14 +86,30 @@ PAID_CUMULATIVE = _cumulative(PAID_WEIGHTS)
 CES_CUMULATIVE = _cumulative(CES_WEIGHTS)
 
 
+def user_id_of(number: int) -> str:
+    """The user_id of customer ``number``: new customers first, then the existing ones."""
+    return f"u{number:06d}"
+
+
 def generate_bursts(config: SimulationConfig, ids: EventIds) -> Iterator[tuple[str, list[Event]]]:
-    """Every burst of the run as ``(user_id, events)``: each customer's in time order, then the spend."""
+    """Every burst of the run as ``(user_id, events)``: each customer's in time order, then the spend.
+
+    The existing customers draw from a ``Random`` of their own, so their number never changes
+    what the new customers do (nor the spend).
+    """
     rng = Random(f"{config.seed}/model")
     for number in range(config.customers):
-        user_id = f"u{number:06d}"
+        user_id = user_id_of(number)
         agenda = Agenda()
         arrival = config.start_ms + int(rng.random() * config.days * DAY)
         Customer(user_id, rng, config.rates, config.start_ms, agenda).acquire(arrival)
+        for events in agenda.run(user_id, config.end_ms, ids):
+            yield user_id, events
+    base_rng = Random(f"{config.seed}/existing")
+    for number in range(config.customers, config.customers + config.existing_count):
+        user_id = user_id_of(number)
+        agenda = Agenda()
+        Customer(user_id, base_rng, config.rates, config.start_ms, agenda).carry_over()
         for events in agenda.run(user_id, config.end_ms, ids):
             yield user_id, events
     for events in _spend(config, rng, ids):
@@ -126,6 +158,10 @@ class Customer:
         self.plan: str | None = None
         self.mrr_cents = 0
         self.churned = False
+        self.silent = False  # left the newsletter and stopped coming: emits nothing more
+        self.nps_score = 0  # the score the member would give the NPS survey, drawn at signup
+        self.risk = 1.0  # the subscriber's churn hazard, in multiples of annual_churn's
+        self.cancel_at: int | None = None  # when the cancellation clock runs out
         self.nps_answered = False
         self.orders = 0
         self.tickets = 0
@@ -173,6 +209,8 @@ class Customer:
 
     def _open_email(self, burst: Burst, channel: Channel, clicks: bool) -> None:
         """An email is opened and, if ``clicks``, its link starts a visit."""
+        if self.silent:
+            return
         self._touch(burst, "email_opened", channel)
         if not clicks:
             return
@@ -182,6 +220,23 @@ class Customer:
             self._member_visit(burst, channel.utm())
         else:
             self._prospect_visit(burst, channel.utm(), LANDING["email"])
+
+    def carry_over(self) -> None:
+        """An existing customer, met at the window's start: a subscriber or a lapsed trial.
+
+        Its signup, trial and earlier charges lie before the window and are not emitted; inside
+        it come its visits, newsletters, tickets and surveys and, for a subscriber, the monthly
+        renewal (due on a day of the first 30 drawn uniformly), plan changes and the churn clock.
+        """
+        rng, rates, start = self.rng, self.rates, self.window_start_ms
+        self._become_member(start)
+        self.nps_answered = rng.random() < rates.nps_answered_before_window
+        if rng.random() >= rates.existing_free_share:
+            self.plan = rng.choices(PLANS, cum_weights=PLAN_CUMULATIVE)[0]
+            self.mrr_cents = PLAN_MRR_CENTS[self.plan]
+            self.agenda.at(start + rng.random() * MONTH, self._renew)
+            self._start_clocks(start)
+        self._schedule_visit(start, self._visit_days(start))
 
     # --- visits -----------------------------------------------------------------------
 
@@ -221,20 +276,38 @@ class Customer:
             self._open_ticket(burst)
         if not self.nps_answered and rng.random() < rates.nps_per_visit:
             self.nps_answered = True
-            self._survey(burst, "nps", self._nps_score())
+            self._survey(burst, "nps", self.nps_score)
         if rng.random() < rates.addon_per_visit:
             self._page(burst, "/checkout")
             self._purchase(burst, rng.choice(ADDON_CENTS), self.device)
         self._come_back(burst)
 
     def _come_back(self, burst: Burst) -> None:
-        """Keep one chain of visits going while the user has a reason to come back."""
+        """Keep one chain of visits going while the user has a reason to come back.
+
+        A user without a trial or plan may stop coming, and then may go silent as well.
+        """
         if self.visit_pending or self.churned:
             return
         if not self._has_product(burst.now) and self.rng.random() < self.rates.lapse:
+            self.silent = self.rng.random() < self.rates.silent_on_lapse
             return
+        self._schedule_visit(burst.now, self._visit_days(burst.now))
+
+    def _visit_days(self, now_ms: int) -> float:
+        """The mean days until the next visit: the user's cadence, stretched while the activity fades."""
         rates = self.rates
-        self._schedule_visit(burst.now, rates.power_visit_days if self.power_user else rates.casual_visit_days)
+        return (rates.power_visit_days if self.power_user else rates.casual_visit_days) / self._vigour(now_ms)
+
+    def _vigour(self, now_ms: int) -> float:
+        """1, or over the last ``fade_days`` before the cancellation down linearly to ``fade_floor``."""
+        if self.cancel_at is None or self.churned:
+            return 1.0
+        fade_ms = self.rates.fade_days * DAY
+        left = self.cancel_at - now_ms
+        if left >= fade_ms:
+            return 1.0
+        return max(self.rates.fade_floor, left / fade_ms)
 
     def _has_product(self, now_ms: int) -> bool:
         return now_ms < self.trial_end_ms or (self.plan is not None and not self.churned)
@@ -260,7 +333,7 @@ class Customer:
             self._page(burst, rng.choice(APP_PAGES))
             return
         mean = rates.power_features_per_visit if self.power_user else rates.casual_features_per_visit
-        for _ in range(min(self._count(mean), MAX_FEATURES)):
+        for _ in range(min(self._count(mean * self._vigour(burst.now)), MAX_FEATURES)):
             if rng.random() < 0.5:
                 self._page(burst, rng.choice(APP_PAGES))
             feature = rng.choices(FEATURES, cum_weights=FEATURE_CUMULATIVE)[0]
@@ -271,15 +344,22 @@ class Customer:
 
     def _sign_up(self, burst: Burst) -> None:
         rng, rates = self.rng, self.rates
+        if rng.random() < rates.pricing_before_signup:
+            self._page(burst, "/pricing")
         self._page(burst, "/signup")
         self._act(burst, "signup")
-        self.signed_up = True
-        self.power_user = rng.random() < rates.power_user_share
-        self._join_mailing_list(burst.now)
+        self._become_member(burst.now)
         if self._onboard(burst) and rng.random() < rates.trial_after_onboarding:
             self._start_trial(burst)
         self._use_app(burst)
         self._come_back(burst)
+
+    def _become_member(self, now_ms: int) -> None:
+        """Signed up: a power or casual user with an opinion of the product, on the newsletter."""
+        self.signed_up = True
+        self.power_user = self.rng.random() < self.rates.power_user_share
+        self.nps_score = self._nps_score()
+        self._join_mailing_list(now_ms)
 
     def _onboard(self, burst: Burst) -> bool:
         """The onboarding steps, right after signup; returns whether all were completed."""
@@ -307,7 +387,7 @@ class Customer:
 
     def _subscribe(self, burst: Burst) -> None:
         """The trial converts: a checkout visit that starts the subscription and charges it."""
-        rng, rates = self.rng, self.rates
+        self.silent = False
         self._log_in(burst)
         self._page(burst, "/pricing")
         self._page(burst, "/checkout")
@@ -315,18 +395,39 @@ class Customer:
         self._act(burst, "subscription_started", {"plan": self.plan, "mrr": self.mrr_cents / 100})
         self._purchase(burst, self.mrr_cents, self.device)
         self.agenda.at(burst.now + MONTH, self._renew)
-        if rates.annual_churn > 0:
-            self.agenda.at(burst.now + rng.expovariate(_daily_hazard(rates.annual_churn, 365)) * DAY, self._cancel)
+        self._start_clocks(burst.now)
+
+    def _start_clocks(self, now_ms: int) -> None:
+        """A subscription from ``now_ms``: its cancellation clock and its plan-change clock."""
+        rates = self.rates
+        self.risk = rates.detractor_churn_factor if self.nps_score <= 6 else 1.0
+        self._race_cancellation(now_ms, self.risk)
         if rates.plan_change_per_month > 0:
-            due = burst.now + rng.expovariate(_daily_hazard(rates.plan_change_per_month, 30)) * DAY
+            due = now_ms + self.rng.expovariate(_daily_hazard(rates.plan_change_per_month, 30)) * DAY
             self.agenda.at(due, self._change_plan)
 
+    def _raise_risk(self, now_ms: int, factor: float) -> None:
+        """Multiply the churn hazard by ``factor`` from now on: race a clock for the extra hazard."""
+        extra = self.risk * (factor - 1)
+        self.risk *= factor
+        self._race_cancellation(now_ms, extra)
+
+    def _race_cancellation(self, now_ms: int, risk: float) -> None:
+        """A cancellation clock at ``risk`` times the base hazard; it counts if it runs out first."""
+        if self.rates.annual_churn <= 0 or risk <= 0:
+            return
+        due = now_ms + int(self.rng.expovariate(_daily_hazard(self.rates.annual_churn, 365) * risk) * DAY)
+        if self.cancel_at is None or due < self.cancel_at:
+            self.cancel_at = due
+            self.agenda.at(due, self._cancel, due)
+
     def _renew(self, burst: Burst) -> None:
-        """The monthly charge (back office); a failed one is retried three days later."""
+        """The monthly charge (back office); a failed one is retried three days later and raises the risk."""
         if self.churned:
             return
         if self.rng.random() < self.rates.payment_failure:
             burst.add("payment_failed", {"amount": self.mrr_cents / 100, "currency": CURRENCY})
+            self._raise_risk(burst.now, self.rates.failed_payment_churn_factor)
             self.agenda.at(burst.now + PAYMENT_RETRY_MS, self._retry_payment)
             return
         self._purchase(burst, self.mrr_cents, None)
@@ -342,8 +443,9 @@ class Customer:
         burst.add("subscription_cancelled", {"reason": PAYMENT_FAILED_REASON})
         self.churned = True
 
-    def _cancel(self, burst: Burst) -> None:
-        if self.churned:
+    def _cancel(self, burst: Burst, due: int) -> None:
+        """The cancellation clock that ran out at ``due``, unless an earlier one replaced it."""
+        if self.churned or due != self.cancel_at:
             return
         self._log_in(burst)
         self._page(burst, BILLING_PAGE)
@@ -401,6 +503,9 @@ class Customer:
             burst.pause(rng.uniform(MINUTE, 10 * MINUTE))
             satisfied = rng.random() < rates.csat_satisfied
             self._survey(burst, "csat", rng.randint(4, 5) if satisfied else rng.randint(1, 3), ticket_id=ticket_id)
+        if rng.random() < rates.ces_after_ticket:
+            burst.pause(rng.uniform(MINUTE, 10 * MINUTE))
+            self._survey(burst, "ces", rng.choices(range(1, 8), cum_weights=CES_CUMULATIVE)[0], ticket_id=ticket_id)
         if not reopened and rng.random() < rates.reopen:
             self.agenda.at(burst.now + rng.uniform(2 * HOUR, 48 * HOUR), self._reopen, ticket_id)
 
@@ -438,9 +543,11 @@ class Customer:
         """
         if self.churned:
             return
+        self.agenda.at(self._next_newsletter(burst.now), self._newsletter)
+        if self.silent:
+            return  # off the list for now; a new subscription would bring the user back on it
         channel = DIGEST if self.signed_up else NURTURE
         self._email_sent(burst, channel)
-        self.agenda.at(self._next_newsletter(burst.now), self._newsletter)
         rng = self.rng
         if rng.random() < self.rates.newsletter_open:
             due = burst.now + rng.expovariate(1.0 / (6 * HOUR))

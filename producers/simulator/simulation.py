@@ -14,7 +14,7 @@ from producers.simulator.truth import GroundTruth, Tally
 class Simulation:
     """The emitted stream of one run and the truth a correct pipeline must compute from it."""
 
-    __slots__ = ("truth", "_lines")
+    __slots__ = ("_lines", "truth")
 
     def __init__(self, truth: GroundTruth, lines: list[bytes]) -> None:
         self.truth = truth

@@ -2,19 +2,34 @@
 
 Every burst the model generated is exactly one session (see :mod:`producers.simulator.bursts`),
 so sessions are taken from the bursts; every other figure is a sum over the generated events.
+Funnels and churn are worked out from each user's generated events by the definitions below
+(:func:`window_funnel`, :class:`ChurnWitness`), which also answer for hand-built event lists.
 Nothing here parses the emitted lines or borrows pipeline code: the truth is an independent
 witness of what the stream contains.
+
+``totals`` holds, besides the counts, ``funnels`` and ``churn``::
+
+    "funnels": {name: {"steps": [{"type": ..., "where": {...}}, ...], "window_ms": int,
+                       "users_per_step": [users whose furthest step >= 1, >= 2, ...],
+                       "per_user": {user_id: {"level": int, "step_ts": [ms, ...]}}}}
+    "churn": {"inactive_days": float, "as_of_ms": int, "churned_users": int,
+              "cancelled": int, "inactive": int,
+              "per_user": {user_id: {"churned_at_ms": int, "reason": "cancelled" | "inactive"}}}
+
+``per_user`` names only users who entered the funnel (level >= 1), or who churned.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any
 
 from producers.simulator.bursts import Event
-from producers.simulator.config import SimulationConfig
+from producers.simulator.config import DAY, SimulationConfig
 from producers.simulator.emission import EmissionCounts
+from pulse.contract import is_product_use
 
 FUNNEL_STEPS = ("signup", "onboarding_completed", "trial_started", "subscription_started")
 # Each survey figure is the mean of a value per answer: NPS counts +100 for a promoter (9-10) and
@@ -29,6 +44,187 @@ SURVEY_VALUES: dict[str, Callable[[int], int]] = {
 
 def _cents(amount: float) -> int:
     return round(amount * 100)
+
+
+# --- funnels ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FunnelStep:
+    """An event a funnel step counts: its type and, in ``where``, values it must have.
+
+    ``where`` maps ``context.<key>`` or ``props.<key>`` to the string the event's field must equal.
+    """
+
+    type: str
+    where: Mapping[str, str] = field(default_factory=dict)
+
+    def matches(self, event: Event) -> bool:
+        if event["type"] != self.type:
+            return False
+        for section, key, value in self._conditions:
+            if (event.get(section) or {}).get(key) != value:
+                return False
+        return True
+
+    @cached_property
+    def _conditions(self) -> tuple[tuple[str, str, str], ...]:
+        """``where`` as (``context`` or ``props``, key, value)."""
+        split = ((path.partition("."), value) for path, value in self.where.items())
+        return tuple((section, key, value) for (section, _, key), value in split)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "where": dict(self.where)} if self.where else {"type": self.type}
+
+
+@dataclass(frozen=True)
+class FunnelDefinition:
+    """A named sequence of steps that must all fall within ``window_ms`` of the first."""
+
+    name: str
+    steps: tuple[FunnelStep, ...]
+    window_ms: int
+
+    def matches(self, event: Event) -> Iterable[tuple[int, int]]:
+        """``(ts, step index from 0)`` for each step ``event`` counts as (ClickHouse adds one per condition met)."""
+        return [(event["ts"], index) for index, step in enumerate(self.steps) if step.matches(event)]
+
+
+FUNNELS = (
+    FunnelDefinition(
+        "pricing_to_paid",
+        (
+            FunnelStep("page_view", {"context.path": "/pricing"}),
+            FunnelStep("signup"),
+            FunnelStep("onboarding_completed"),
+            FunnelStep("trial_started"),
+            FunnelStep("subscription_started"),
+        ),
+        14 * DAY,
+    ),
+    FunnelDefinition("signup_to_purchase", (FunnelStep("signup"), FunnelStep("purchase")), 30 * DAY),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FunnelProgress:
+    """How far one user got in one funnel: ``level`` steps (0: none), each reached at ``step_ts``."""
+
+    level: int
+    step_ts: tuple[int, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"level": self.level, "step_ts": list(self.step_ts)}
+
+
+def window_funnel(matches: Iterable[tuple[int, int]], steps: int, window_ms: int) -> FunnelProgress:
+    """ClickHouse's ``windowFunnel(window_ms)`` in its default mode, over ``(ts, step index)`` matches.
+
+    The matches are taken in time order, a lower step first among equal times. Step 1 starts a
+    chain (and a later step 1 a new one); step k+1 extends the latest chain that reached step k
+    if it comes at most ``window_ms`` after that chain's step 1 (``ts - start <= window``); other
+    events in between do not matter. The level is the furthest step any chain reached, and
+    ``step_ts`` the step times of the chain that got there first (ClickHouse, too, stops at the
+    first chain to complete the funnel).
+    """
+    reached: list[tuple[int, ...] | None] = [None] * steps  # step k: the times of the latest chain to reach it
+    best: tuple[int, ...] = ()
+    for ts, index in sorted(matches):
+        if index == 0:
+            chain: tuple[int, ...] = (ts,)
+        else:
+            previous = reached[index - 1]
+            if previous is None or ts > previous[0] + window_ms:
+                continue
+            chain = (*previous, ts)
+        reached[index] = chain
+        if len(chain) > len(best):
+            best = chain
+            if len(best) == steps:
+                break
+    return FunnelProgress(len(best), best)
+
+
+def funnel_progress(events: Iterable[Event], funnel: FunnelDefinition) -> FunnelProgress:
+    """How far the user whose events these are got in ``funnel``."""
+    return window_funnel((match for event in events for match in funnel.matches(event)), len(funnel.steps),
+                         funnel.window_ms)  # fmt: skip
+
+
+# --- churn --------------------------------------------------------------------------------
+
+CANCELLED = "cancelled"
+INACTIVE = "inactive"
+SUBSCRIPTION_TYPES = frozenset({"trial_started", "subscription_started", "subscription_changed", "subscription_cancelled"})
+
+
+@dataclass(frozen=True, slots=True)
+class Churn:
+    """When and why a user churned."""
+
+    churned_at_ms: int
+    reason: str  # CANCELLED or INACTIVE
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"churned_at_ms": self.churned_at_ms, "reason": self.reason}
+
+
+class ChurnWitness:
+    """What decides whether one user churned, gathered from its events in any order.
+
+    A user churned when it cancelled (``subscription_cancelled``) with no trial or subscription
+    started or changed at a later time: at the first such cancellation. Otherwise, when it had no
+    product use (:func:`pulse.contract.is_product_use`: not emails, billing, surveys or tickets)
+    for ``inactive_ms`` before ``as_of_ms`` (strictly more: ``as_of_ms > last use + inactive_ms``):
+    at its last use + ``inactive_ms``.
+    """
+
+    __slots__ = ("_cancels", "last_active_ms", "last_started_ms")
+
+    def __init__(self) -> None:
+        self.last_active_ms: int | None = None
+        self.last_started_ms: int | None = None
+        self._cancels: list[int] = []
+
+    def see(self, event: Event) -> None:
+        if is_product_use(event["type"]):
+            self.active(event["ts"])
+        if event["type"] in SUBSCRIPTION_TYPES:
+            self.subscription(event)
+
+    def active(self, ts: int) -> None:
+        """Product use by the user at ``ts``."""
+        if self.last_active_ms is None or ts > self.last_active_ms:
+            self.last_active_ms = ts
+
+    def subscription(self, event: Event) -> None:
+        """A cancellation, or a trial or subscription started or changed (which undoes an earlier cancellation)."""
+        ts = event["ts"]
+        if event["type"] == "subscription_cancelled":
+            self._cancels.append(ts)
+        elif self.last_started_ms is None or ts > self.last_started_ms:
+            self.last_started_ms = ts
+
+    def verdict(self, as_of_ms: int, inactive_ms: int) -> Churn | None:
+        started = self.last_started_ms
+        standing = [ts for ts in self._cancels if started is None or ts >= started]
+        if standing:
+            return Churn(min(standing), CANCELLED)
+        if self.last_active_ms is not None and as_of_ms > self.last_active_ms + inactive_ms:
+            return Churn(self.last_active_ms + inactive_ms, INACTIVE)
+        return None
+
+
+def inactive_ms_of(days: float) -> int:
+    return round(days * DAY)
+
+
+def churn_of(events: Iterable[Event], as_of_ms: int, inactive_days: float = 30.0) -> Churn | None:
+    """Whether, when and why the user whose events these are had churned at ``as_of_ms``."""
+    witness = ChurnWitness()
+    for event in events:
+        witness.see(event)
+    return witness.verdict(as_of_ms, inactive_ms_of(inactive_days))
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +321,15 @@ class GroundTruth:
     config: SimulationConfig
     totals: dict[str, Any]
     users: dict[str, UserTruth]
+    activity: dict[str, ChurnWitness] = field(default_factory=dict, repr=False, compare=False)
+
+    def churn_as_of(self, as_of_ms: int, inactive_days: float | None = None) -> dict[str, Churn]:
+        """Who had churned at another moment than the window's end (``totals["churn"]`` is at its end)."""
+        days = self.config.inactive_days if inactive_days is None else inactive_days
+        verdicts = {
+            user_id: witness.verdict(as_of_ms, inactive_ms_of(days)) for user_id, witness in self.activity.items()
+        }
+        return {user_id: churn for user_id, churn in verdicts.items() if churn is not None}
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict (for orjson): ``config``, ``totals`` and ``users`` by user_id."""
@@ -138,8 +343,15 @@ class GroundTruth:
 class Tally:
     """Builds the ground truth one burst at a time, as the model generates them."""
 
-    def __init__(self) -> None:
+    def __init__(self, funnels: tuple[FunnelDefinition, ...] = FUNNELS) -> None:
         self.users: dict[str, UserTruth] = {}
+        self.funnels = funnels
+        self._funnel_matches: dict[str, list[list[tuple[int, int]]]] = {}  # user -> funnel -> (ts, step)
+        self._steps_by_type: dict[str, list[tuple[int, int, FunnelStep]]] = {}  # type -> (funnel, index, step)
+        for number, funnel in enumerate(funnels):
+            for index, step in enumerate(funnel.steps):
+                self._steps_by_type.setdefault(step.type, []).append((number, index, step))
+        self.activity: dict[str, ChurnWitness] = {}
         self.events_by_type: dict[str, int] = {}
         self.sessions = self.visits = self.bounces = 0
         self.spend_cents: dict[str, int] = {}
@@ -163,12 +375,23 @@ class Tally:
         user = self.users.get(user_id)
         if user is None:
             user = self.users[user_id] = UserTruth()
-        by_type, handlers = self.events_by_type, self._handlers
+            self.activity[user_id] = ChurnWitness()
+            self._funnel_matches[user_id] = [[] for _ in self.funnels]
+        witness, funnel_matches = self.activity[user_id], self._funnel_matches[user_id]
+        by_type, handlers, steps_by_type = self.events_by_type, self._handlers, self._steps_by_type
         page_views = 0
-        entry_path = exit_path = None
+        entry_path = exit_path = last_use = None
         for event in events:
             event_type = event["type"]
+            if is_product_use(event_type):
+                last_use = event["ts"]
             by_type[event_type] = by_type.get(event_type, 0) + 1
+            if event_type in steps_by_type:
+                for number, index, step in steps_by_type[event_type]:
+                    if step.matches(event):
+                        funnel_matches[number].append((event["ts"], index))
+            if event_type in SUBSCRIPTION_TYPES:
+                witness.subscription(event)
             if event_type == "page_view":
                 page_views += 1
                 exit_path = event["context"]["path"]
@@ -178,6 +401,8 @@ class Tally:
         context = events[0].get("context", {})
         session = Session(events[0]["ts"], events[-1]["ts"], len(events), page_views, entry_path, exit_path,
                           Source.of(context), context.get("device"))  # fmt: skip
+        if last_use is not None:  # a burst's events are in time order: its last product use is its latest
+            witness.active(last_use)
         user.sessions.append(session)
         self.sessions += 1
         self.visits += page_views > 0
@@ -219,8 +444,46 @@ class Tally:
             "tickets_opened": by_type.get("ticket_opened", 0),
             "tickets_resolved": by_type.get("ticket_resolved", 0),
             "tickets_reopened": by_type.get("ticket_reopened", 0),
+            "funnels": self._funnels(),
+            "churn": self._churn(config),
         }
-        return GroundTruth(config, totals, self.users)
+        return GroundTruth(config, totals, self.users, self.activity)
+
+    def _funnels(self) -> dict[str, Any]:
+        figures = {}
+        for number, funnel in enumerate(self.funnels):
+            per_user = {}
+            for user_id, matches in self._funnel_matches.items():
+                if matches[number]:
+                    progress = window_funnel(matches[number], len(funnel.steps), funnel.window_ms)
+                    if progress.level:
+                        per_user[user_id] = progress.to_dict()
+            levels = [progress["level"] for progress in per_user.values()]
+            figures[funnel.name] = {
+                "steps": [step.to_dict() for step in funnel.steps],
+                "window_ms": funnel.window_ms,
+                "users_per_step": [sum(level >= step for level in levels) for step in range(1, len(funnel.steps) + 1)],
+                "per_user": per_user,
+            }
+        return figures
+
+    def _churn(self, config: SimulationConfig) -> dict[str, Any]:
+        """Churn at the window's end (``config.end_ms``) by ``config.inactive_days`` of inactivity."""
+        inactive_ms = inactive_ms_of(config.inactive_days)
+        per_user = {}
+        for user_id, witness in self.activity.items():
+            churn = witness.verdict(config.end_ms, inactive_ms)
+            if churn is not None:
+                per_user[user_id] = churn.to_dict()
+        reasons = [churn["reason"] for churn in per_user.values()]
+        return {
+            "inactive_days": config.inactive_days,
+            "as_of_ms": config.end_ms,
+            "churned_users": len(per_user),
+            CANCELLED: reasons.count(CANCELLED),
+            INACTIVE: reasons.count(INACTIVE),
+            "per_user": per_user,
+        }
 
     # --- per event type ---------------------------------------------------------------
 

@@ -41,7 +41,7 @@ def read_all(bootstrap: str, topic: str, expected: int) -> list[tuple[bytes, lis
 
 
 def test_every_command_has_help() -> None:
-    for command in ["kafka", "topics", "migrate", "worker", "sink", "produce", "collect", "query", "up", "down", "status", "top", "demo", "soak"]:
+    for command in ["kafka", "topics", "migrate", "worker", "sink", "produce", "collect", "query", "up", "down", "status", "top", "demo", "soak", "alerts"]:
         result = subprocess.run([sys.executable, "-m", "ops.cli", command, "--help"], capture_output=True, text=True)
         assert result.returncode == 0 and "KAFKA_BOOTSTRAP" in result.stdout, command
 
@@ -101,6 +101,9 @@ def test_migrate_applies_once(settings: Settings) -> None:
         "applied 0002_dead_letters",
         "applied 0003_events_received_at",
         "applied 0004_sessions",
+        "applied 0005_funnel_steps",
+        "applied 0006_churn",
+        "applied 0007_funnel_views",
     ], first.stderr
     assert second.stdout.splitlines() == ["nothing to apply"]
 

@@ -108,7 +108,7 @@ def test_state_written_before_the_job_runtime_still_reads(tmp_path: Path) -> Non
     (session,) = out.rows[SESSIONS]
     assert (session["events"], session["entry_path"], session["utm_source"]) == (3, "/pricing", "google")
     envelope = decode_envelope(worker.store[user_key(0, "u1")])
-    assert not envelope.legacy and envelope.applied_offset == 42 and set(envelope.slices) == {"seen", "sessions"}
+    assert not envelope.legacy and envelope.applied_offset == 42 and set(envelope.slices) == {"seen", "sessions", "churn"}
 
 
 def test_a_user_whose_slices_are_all_empty_leaves_the_table(tmp_path: Path) -> None:
@@ -118,7 +118,7 @@ def test_a_user_whose_slices_are_all_empty_leaves_the_table(tmp_path: Path) -> N
     worker.feed(record(login(0, 0, "gone")), offset=0)
     assert user_key(0, "gone") in worker.store
     worker.feed(record(login(1, 2 * DAY, "other")), offset=1)  # session closed, ids expired, first touch kept
-    assert set(decode_envelope(worker.store[user_key(0, "gone")]).slices) == {"sessions"}
+    assert set(decode_envelope(worker.store[user_key(0, "gone")]).slices) == {"sessions", "churn"}
     worker.feed(record(login(2, 91 * DAY, "other")), offset=2)  # past the 90-day retention
     assert user_key(0, "gone") not in worker.store
 

@@ -10,7 +10,10 @@ from sinks.migrations import Migration, MigrationError, available
 
 
 def test_shipped_migrations_are_ordered() -> None:
-    assert [(m.version, m.name) for m in available()] == [(1, "events"), (2, "dead_letters"), (3, "events_received_at"), (4, "sessions")]
+    assert [(m.version, m.name) for m in available()] == [
+        (1, "events"), (2, "dead_letters"), (3, "events_received_at"), (4, "sessions"),
+        (5, "funnel_steps"), (6, "churn"), (7, "funnel_views"),
+    ]  # fmt: skip
 
 
 def test_statements_split_on_line_end_semicolons() -> None:

@@ -202,15 +202,19 @@ def live_templates(lines: Sequence[bytes]) -> list[dict[str, Any]]:
     return templates
 
 
-def live_event(count: int, prefix: str, run: str, templates: Sequence[dict[str, Any]] | None = None) -> dict:
+def live_event(count: int, prefix: str, run: str, templates: Sequence[dict[str, Any]] | None = None,
+               alert: bool = False) -> dict:  # fmt: skip
     """The ``count``-th event of the live run ``run``, id ``<prefix>-<run>-<count>``, stamped now.
 
     ``ts`` (the event time) is the wall-clock millisecond the event is made, just before it is
     sent, so ``inserted_at - ts`` in ClickHouse is its send-to-queryable time. The events are
     the ``templates`` in turn (simulated traffic; each run's users are its own), or page views
-    of 5,000 users without them.
+    of 5,000 users without them. With ``alert``, the event is a cancellation by a new user
+    ``alert-<run>-<count>``: their tier rises to churned at once, so it raises one alert.
     """
-    if templates:
+    if alert:
+        event = {"type": "subscription_cancelled", "user_id": f"alert-{run}-{count}"}
+    elif templates:
         event = dict(templates[count % len(templates)])
         event["user_id"] = f"{run}-{event['user_id']}"
     else:
@@ -221,11 +225,12 @@ def live_event(count: int, prefix: str, run: str, templates: Sequence[dict[str, 
 
 
 def live_events(rate: float, seconds: float, templates: Sequence[dict[str, Any]] | None = None,
-                run: str | None = None, warmup_s: float = 0.0) -> Iterator[dict]:  # fmt: skip
+                run: str | None = None, warmup_s: float = 0.0, alert_every: int = 0) -> Iterator[dict]:  # fmt: skip
     """Events (:func:`live_event`) at ``rate`` a second for ``warmup_s`` + ``seconds``.
 
-    Ids are ``warm-<run>-N`` during the warm-up and ``lat-<run>-N`` after it. The caller polls
-    the producer in between: this generator sleeps only when it is ahead of the rate.
+    Ids are ``warm-<run>-N`` during the warm-up and ``lat-<run>-N`` after it; with
+    ``alert_every``, every so many measured events is one that raises a churn alert. The
+    caller polls the producer in between: this generator sleeps only when it is ahead of the rate.
     """
     run = run or uuid.uuid4().hex[:8]
     started = time.monotonic()
@@ -233,7 +238,9 @@ def live_events(rate: float, seconds: float, templates: Sequence[dict[str, Any]]
     while (elapsed := time.monotonic() - started) < warmup_s + seconds:
         due = int(elapsed * rate)
         while count < due:
-            yield live_event(count, "warm" if time.monotonic() - started < warmup_s else "lat", run, templates)
+            warm = time.monotonic() - started < warmup_s
+            alert = not warm and alert_every > 0 and count % alert_every == 0
+            yield live_event(count, "warm" if warm else "lat", run, templates, alert)
             count += 1
         yield {}  # a turn for the caller to poll the producer
 
@@ -267,20 +274,22 @@ def settle(settings: Settings, id_prefix: str, expected: int) -> dict[str, Any]:
 
 
 def live_point(settings: Settings, rate: float, seconds: float, templates: Sequence[dict[str, Any]] | None = None,
-               warmup_s: float = 3.0) -> dict[str, Any]:  # fmt: skip
+               warmup_s: float = 3.0, alert_every: int = 0) -> dict[str, Any]:  # fmt: skip
     """Events produced straight to Kafka at a steady ``rate`` -> rows queryable: p50/p95/p99/max in ms.
 
     The worker must be ready and the whole path proven (a :func:`probe`) before the first
     point. ``warmup_s`` of traffic at the rate is not counted; the ``seconds`` after it are.
     Events go through :class:`EventProducer` with its normal linger, so records are as small
-    as live traffic makes them. Ends when the pipeline has drained (:func:`settle`).
+    as live traffic makes them. Ends when the pipeline has drained (:func:`settle`). With
+    ``alert_every``, one measured event in so many raises a churn alert: ``alerts`` gives how
+    long each took from the event's sending to leaving the worker (:func:`alert_latencies`).
     """
     wait_worker_ready(settings.worker_metrics_port)
     run = uuid.uuid4().hex[:8]
-    measured = 0
+    measured = alerts_sent = 0
     first_ms = last_ms = 0
     with EventProducer.from_settings(settings) as producer:
-        for event in live_events(rate, seconds, templates, run, warmup_s):
+        for event in live_events(rate, seconds, templates, run, warmup_s, alert_every):
             if not event:  # nothing due: serve callbacks, send batches past their linger
                 producer.poll(0.002)
                 continue
@@ -288,6 +297,7 @@ def live_point(settings: Settings, rate: float, seconds: float, templates: Seque
                 raise ValueError(f"latency run: a template event is invalid ({checked.reason}): {event}")  # noqa: TRY004
             if event["event_id"].startswith("lat-"):
                 measured += 1
+                alerts_sent += event["user_id"].startswith("alert-")
                 last_ms = event["ts"]
                 first_ms = first_ms or last_ms
             producer.poll()
@@ -295,7 +305,24 @@ def live_point(settings: Settings, rate: float, seconds: float, templates: Seque
         raise RuntimeError(f"latency run: events not delivered: {producer.report.errors}")
     figures = settle(settings, f"lat-{run}-", measured)
     figures["achieved_eps"] = achieved_eps(measured, first_ms, last_ms)
+    if alert_every:
+        figures["alerts"] = {**alert_latencies(settings, f"alert-{run}-"), "sent": alerts_sent}
     return figures
+
+
+def alert_latencies(settings: Settings, user_prefix: str) -> dict[str, float]:
+    """p50/p99/max in ms from sending an alert's triggering event to the worker emitting the alert, and to it
+    being queryable; over the alerts of users ``user_prefix``* (their event time is the sending time)."""
+    row = run_query(
+        settings,
+        "SELECT quantilesExact(0.5, 0.99)(emitted), max(emitted), quantilesExact(0.5, 0.99)(queryable), count() "
+        "FROM (SELECT any(toUnixTimestamp64Milli(emitted_at) - toUnixTimestamp64Milli(ts)) AS emitted, "
+        "min(toUnixTimestamp64Milli(inserted_at)) - any(toUnixTimestamp64Milli(ts)) AS queryable FROM churn_alerts "
+        f"WHERE startsWith(user_id, {_quote(user_prefix)}) GROUP BY alert_id)",
+    ).rows[0]
+    (p50, p99), (queryable_p50, queryable_p99) = row[0], row[2]
+    return {"p50": p50, "p99": p99, "max": row[1], "queryable_p50": queryable_p50, "queryable_p99": queryable_p99,
+            "alerts": row[3]}  # fmt: skip
 
 
 def achieved_eps(events: int, first_ms: int, last_ms: int) -> float:

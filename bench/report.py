@@ -56,6 +56,12 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     for phase in CAPACITY_PHASES:
         if phase in results:
             table += _capacity_rows(phase, results[phase])
+    if alerts := results.get("alerts"):
+        table.append((f"churn alert: event sent to alert emitted, p99 at half the live capacity ({alerts['rate_eps']:,.0f} "
+                      f"events/s, {alerts['alerts']:,} alerts; p50 {alerts['p50']:,.0f} ms)", f"{alerts['p99']:,.0f} ms",
+                      "2,000 ms (target, p99)", f"{alerts['p99'] / 2000:.1%}"))  # fmt: skip
+        table.append(("churn alert: event sent to alert queryable in churn_alerts, p99", f"{alerts['queryable_p99']:,.0f} ms",
+                      "-", "-"))  # fmt: skip
     for users, figures in results.get("memory", {}).items():
         if users != "baseline_rss" and figures.get("worker_eps"):
             rate(f"worker, all jobs, a new user per event, up to {int(users):,} users in state (published meanwhile)",

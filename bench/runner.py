@@ -9,6 +9,8 @@ Phases, in order (``BenchConfig.phases`` picks some; ``pulse bench --only live``
   events already in Kafka (a backlog), and the sink behind it;
 - ``live``: the live capacity of events produced straight to Kafka: the highest steady rate whose
   p99 event-to-queryable stays under the target, found by search (``capacity``), and the curve;
+  then one point at half that capacity in which some events raise churn alerts: how long from
+  an event's sending until its alert leaves the worker;
 - ``collector``: the same search through the HTTP collector, many clients posting small batches
   (``collector_load``);
 - ``memory``: worker RSS with ``memory_users`` active users;
@@ -51,6 +53,7 @@ from pulse.wire import encode_events
 Log = Callable[[str], None]
 
 PHASES = ("producer", "ceilings", "validate", "backlog", "live", "collector", "memory", "rebuild", "peers", "rebalance")
+ALERTS_PER_S = 20  # alerts raised in the alert-latency point, among the live traffic
 DEFAULT_PHASES = PHASES[:-1]  # a rebalance with a million users in state takes minutes: asked for by name
 DEFAULT_LIVE_RATE = 2_000.0  # first point of the live search when no backlog rate was measured in the same run
 LIVE_TEMPLATES = 100_000  # simulated lines replayed (in turn) as live traffic
@@ -191,6 +194,8 @@ def _measure(base: Settings, bootstrap: str, root: Path, config: BenchConfig, lo
                 if curve["capacity_eps"] and curve["capacity_eps"] == curve["most_eps"]:
                     held += " (the backlog rate, the most a search tries)"
                 log(f"[{phase}] capacity {held} over {len(curve['points'])} points")
+                if phase == "live" and curve["capacity_eps"]:
+                    results["alerts"] = _alerts(scenario, curve["capacity_eps"] / 2, templates, config, log)
                 done(phase)
         finally:
             down(scenario, log=lambda _line: None)
@@ -253,6 +258,17 @@ def _search_setup(phase: str, scenario: Settings, templates: list[dict[str, Any]
                                                         clients, batch),
             config.collector_rate or results.get("live", {}).get("capacity_eps") or live_first,
             f"{clients} HTTP clients posting {batch} events a request to the collector")  # fmt: skip
+
+
+def _alerts(scenario: Settings, rate: float, templates: list[dict[str, Any]], config: BenchConfig, log: Log) -> dict[str, Any]:
+    """One live point at ``rate`` (half the live capacity) with ``ALERTS_PER_S`` of its events raising churn alerts."""
+    every = max(1, round(rate / ALERTS_PER_S))
+    log(f"[live] churn alerts at half the live capacity: {rate:,.0f} events/s, one in {every:,} raising an alert ...")
+    point = pipeline.live_point(scenario, rate, config.search.point_s, templates, config.search.warmup_s, every)
+    alerts = {"rate_eps": rate, **point["alerts"]}
+    log(f"[live] {alerts['alerts']:,} alerts: event sent to alert emitted p50 {alerts['p50']:,.0f} ms, "
+        f"p99 {alerts['p99']:,.0f} ms, max {alerts['max']:,.0f} ms")  # fmt: skip
+    return alerts
 
 
 def _memory(scenario: Settings, levels: tuple[int, ...], results: dict[str, Any], log: Log) -> None:

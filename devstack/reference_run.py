@@ -37,6 +37,12 @@ class ReferenceOutcome:
     churn_scores: dict[str, dict[str, Any]] = field(default_factory=dict)  # the latest version by user
     churn_alerts: dict[str, dict[str, Any]] = field(default_factory=dict)  # by alert_id
     repeated_alerts: int = 0  # alert ids published more than once (none in a calm pass)
+    newest: dict[int, int] = field(default_factory=dict)  # the newest event time of each partition
+
+    def settled_before(self, lateness_ms: int) -> int:
+        """An event time every partition's watermark has passed once the lines are in: rows stamped before
+        it are final in any run, whenever its clock stopped."""
+        return min(self.newest.values()) - lateness_ms
 
     def add(self, out: Output) -> None:
         for row in out.rows.get(FUNNEL_STEPS, []):
@@ -65,6 +71,8 @@ def reference_run(settings: Settings, lines: Iterable[bytes], end_ms: int | None
         _apply(store, out := runner.process(line, "reference", partition, offsets[partition]))
         outcome.add(out)
         offsets[partition] += 1
+        if out.valid_times:
+            outcome.newest[partition] = max(outcome.newest.get(partition, 0), *out.valid_times)
     wall_ms = time.time_ns() // 1_000_000 if end_ms is None else end_ms
     idle_ms = int(settings.sessions.idle_close_seconds * 1000)
     for partition in range(settings.partitions):

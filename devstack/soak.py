@@ -52,9 +52,6 @@ KILL_MODES = ("random", "worker", "sink", "both", "none")
 TARGETS = {"worker": ("worker",), "sink": ("sink",), "both": ("worker", "sink")}
 KILL_WINDOW = 1.25  # kill moments fall within this share of publish_seconds: some after the last line
 DEATH_TIMEOUT_S = 10.0
-# Funnel steps and alerts are compared with a calm in-process run up to this long before the window's
-# end: later ones wait for each run's event time to pass them, which depends on when it saw its last event.
-SETTLED_MARGIN_MS = 6 * 3_600_000
 
 
 class SoakError(PulseError, ValueError):
@@ -240,7 +237,8 @@ def run_cycle(settings: Settings, config: SoakConfig, plan: CyclePlan, failed_lo
             problems.append(f"stalled: {exc} ({_process_states(settings)})")
         else:
             problems += differences(read_outcome(settings), expected_outcome(simulation.truth))
-            problems += job_output_differences(settings, calm, simulation.truth.config.end_ms - SETTLED_MARGIN_MS)
+            lateness_ms = round(settings.sessions.allowed_lateness_minutes * 60_000)
+            problems += job_output_differences(settings, calm, calm.settled_before(lateness_ms))
     except Exception as exc:  # a failed start or restart is a finding of this cycle, not the end of the soak
         problems.append(f"{type(exc).__name__}: {exc}")
     finally:

@@ -8,6 +8,7 @@ benchmark): it raises when drift is left that the pipeline cannot run with.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -162,6 +163,7 @@ def _fix(admin: AdminClient, specs: Mapping[str, TopicSpec], drifts: Sequence[Dr
     if grown:
         for name, future in admin.create_partitions(grown, operation_timeout=timeout).items():
             _result(future, f"cannot add partitions to topic {name}", timeout)
+        _await_partitions(admin, {part.topic: part.new_total_count for part in grown}, timeout)
     changes: dict[str, list[ConfigEntry]] = {}
     for drift in drifts:
         if drift.kind is Kind.CONFIG:
@@ -176,6 +178,23 @@ def _fix(admin: AdminClient, specs: Mapping[str, TopicSpec], drifts: Sequence[Dr
                      for name, entries in changes.items()]  # fmt: skip
         for resource, future in admin.incremental_alter_configs(resources, request_timeout=timeout).items():
             _result(future, f"cannot alter the configs of topic {resource.name}", timeout)
+
+
+def _await_partitions(admin: AdminClient, wanted: dict[str, int], timeout: float) -> None:
+    """Wait until the cluster's metadata shows the topics' new partition counts.
+
+    ``create_partitions`` returns once the controller took the change; the metadata brokers
+    answer with follows a moment later, and a diff read before that (the next ``apply``)
+    would ask for the same partitions again and be refused.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        topics = admin.list_topics(timeout=timeout).topics
+        if all(name in topics and len(topics[name].partitions) >= count for name, count in wanted.items()):
+            return
+        if time.monotonic() > deadline:
+            raise TopicError(f"partitions added, but the metadata did not show them within {timeout:.0f}s: {wanted}")
+        time.sleep(0.05)
 
 
 def _result(future: Future[T], failure: str, timeout: float) -> T:

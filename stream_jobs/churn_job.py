@@ -127,7 +127,8 @@ class ChurnJob:
             before = event.ts - self.lateness_ms
             if due is None or due < before:
                 self._catch_up(user_id, state, before, rows)
-            if state.now is not None and state.windows.adds_nothing_new(event, state.now):
+                due = self._next_check(state)
+            if state.now is not None and self._stands(state, event, due):
                 state.windows.add(event)  # the assessment stands: only its time moves
                 state.now = max(state.now, event.ts)
                 continue
@@ -171,6 +172,28 @@ class ChurnJob:
             if due < counted and not state.windows.may_move(state.now, counted, rules.min_active_days, rules.min_purchases):
                 due = min(counted, last + rules.inactive_ms)
         return due
+
+    def _stands(self, state: ChurnState, event: Event, due: int | None) -> bool:
+        """Whether the assessment as of ``event`` (folded in) is the current one, so scoring it can be skipped.
+
+        Plain product use on a day that already had some changes nothing. An event that moves no
+        feature (an email, an ad) only moves time on: before ``due`` (at most the next check, when
+        a day of silence or the churn point may change the score) the score stands, unless the
+        event starts a new UTC day while a windowed signal may move. A churned user has no next
+        check, yet each event says again for how many days they were silent: it is scored.
+        """
+        now = state.now
+        assert now is not None
+        windows = state.windows
+        if windows.adds_nothing_new(event, now):
+            return True
+        if windows.moves_features(event.type):
+            return False
+        later = max(now, event.ts)
+        if due is None or later >= due:  # None: churned, and its reason ("no activity for N days") ages
+            return False
+        rules = self.rules
+        return later // DAY_MS == now // DAY_MS or not windows.may_move(now, later, rules.min_active_days, rules.min_purchases)
 
     def _catch_up(self, user_id: str, state: ChurnState, before: int, rows: list[Row]) -> None:
         """Run the checks due before event time ``before`` in order; forget the user if the retention passed too.

@@ -49,6 +49,10 @@ SUBSCRIPTION_STATUS = {
 TICKET_OPEN = {"ticket_opened": True, "ticket_reopened": True, "ticket_resolved": False}
 # Product use that moves no feature but the last activity and the day's event count: page views, logins, ...
 PLAIN_ACTIVITY = PRODUCT_USE_TYPES - PAID - SUBSCRIPTION_STATUS.keys()
+# Every type whose events move a feature; the others (emails, ads, agents' replies, spend) only move time on.
+FEATURE_TYPES = PRODUCT_USE_TYPES | SUBSCRIPTION_STATUS.keys() | TICKET_OPEN.keys() | {
+    "purchase", "refund", "payment_failed", "survey_response",
+}  # fmt: skip
 
 EVENTS, PURCHASES, REVENUE = range(3)  # the fields of a day bucket
 
@@ -149,6 +153,11 @@ class UserWindows:
             held = self.tickets.get(ticket)
             if held is None or key > held[0]:
                 self.tickets[ticket] = (key, TICKET_OPEN[kind])
+
+    @staticmethod
+    def moves_features(event_type: str) -> bool:
+        """Whether an event of this type changes a feature (else it only tells that time went on)."""
+        return event_type in FEATURE_TYPES or event_type.startswith("custom.")
 
     def adds_nothing_new(self, event: Event, now: int) -> bool:
         """Whether ``event`` leaves the features read as of ``now`` (or as of its own time, if later) as they are.

@@ -48,6 +48,9 @@ def test_bench_smoke(settings: Settings, tmp_path: Path) -> None:
         for point in curve["points"]:
             assert point["events"] == point["sent"] > 0  # every event sent is queryable, once
             assert point["p50"] <= point["p99"] <= point["max"]
+    if live["capacity_eps"]:  # then one point at half of it raised churn alerts: each one once
+        alerts = results["alerts"]
+        assert alerts["alerts"] == alerts["sent"] > 0 and 0 <= alerts["p50"] <= alerts["p99"] <= alerts["max"]
     for point in collector["points"]:  # every request answered 202, warm-up included
         assert point["failed"] == 0 and point["statuses"] == {"202": point["requests"]}
         assert point["requests"] > point["sent"] / 10

@@ -37,6 +37,7 @@ pytestmark = pytest.mark.integration
 # for the last steps and checks of the window. The simulator's late lines stay within the lateness.
 IDLE_S = 2.0
 LATENESS_MINUTES = 0.1
+LATENESS_MS = round(LATENESS_MINUTES * 60_000)
 CHURN_SCORES = "SELECT user_id, score, tier, reasons FROM churn_scores FINAL"
 
 
@@ -79,11 +80,13 @@ def wait_until_the_clock_moved(settings: Settings, expected: ReferenceOutcome, t
     wait_for_pipeline(settings)
 
 
-def assert_churn_matches_the_truth(settings: Settings, simulation: Simulation, checked_at_ms: int) -> None:
-    """Churned users as ClickHouse holds them: the truth as of the window's end, or of the check's time."""
+def assert_churn_matches_the_truth(settings: Settings, simulation: Simulation, settled_ms: int,
+                                   checked_at_ms: int) -> None:  # fmt: skip
+    """Churned users as ClickHouse holds them: the truth as of a time every partition's event time passed,
+    or of the check's time."""
     scores = run_query(settings, CHURN_SCORES).rows
     churned = {user: reasons[0] for user, _, tier, reasons in scores if tier == "churned"}
-    at_least = simulation.truth.churn_as_of(simulation.truth.config.end_ms)
+    at_least = simulation.truth.churn_as_of(settled_ms)
     at_most = simulation.truth.churn_as_of(checked_at_ms)
     assert set(at_least) <= set(churned) <= set(at_most)
     assert len(at_least) > 20 and {c.reason for c in at_least.values()} == {"cancelled", "inactive"}
@@ -107,8 +110,9 @@ def test_funnels_churn_and_alerts_match_the_truth(quick_clock: Settings) -> None
         assert streamed == truth[funnel.name]["users_per_step"], funnel.name
         assert retroactive_users_per_step(settings, funnel) == streamed, funnel.name
         assert streamed[-1] > 0, funnel.name  # volume at every step
-    assert_churn_matches_the_truth(settings, simulation, checked_at_ms)
-    assert job_output_differences(settings, expected, simulation.truth.config.end_ms - 60_000) == []
+    settled_ms = expected.settled_before(LATENESS_MS)
+    assert_churn_matches_the_truth(settings, simulation, settled_ms, checked_at_ms)
+    assert job_output_differences(settings, expected, settled_ms) == []
     assert expected.repeated_alerts == 0
     alerts = run_query(settings, "SELECT new_tier, count() FROM churn_alerts FINAL GROUP BY new_tier").rows
     assert dict(alerts).keys() == {"medium", "high", "churned"}
@@ -128,4 +132,4 @@ def test_a_killed_worker_publishes_what_a_calm_one_does(quick_clock: Settings) -
     assert written < len(expected.funnel_steps), "the kill came after the pipeline had finished"
     up(settings, log=print)
     wait_until_the_clock_moved(settings, expected)
-    assert job_output_differences(settings, expected, simulation.truth.config.end_ms - 60_000) == []
+    assert job_output_differences(settings, expected, expected.settled_before(LATENESS_MS)) == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -582,3 +583,32 @@ def test_in_order_any_split_into_records_gives_the_same_rows_and_alerts(
             user: without_wall_clock(r) for user, r in one_rows.items()
         }
         assert states == one_states
+
+
+@dataclass(frozen=True)
+class ScoresEveryEvent(ChurnJob):
+    """The churn job without its shortcuts: it scores at every event and checks every day of silence."""
+
+    def _stands(self, state: ChurnState, event: Event, due: int | None) -> bool:
+        return False
+
+    def _next_check(self, state: ChurnState) -> int | None:
+        if state.current is None or state.now is None:
+            return None
+        return next_change(state.windows.last_activity, state.current.tier, state.now, self.rules)
+
+
+@settings(max_examples=200, deadline=None)
+@given(steps, st.data())
+def test_the_shortcuts_skip_only_scoring_that_changes_nothing(plan: list[tuple[int, str, int, str]],
+                                                             data: st.DataObject) -> None:  # fmt: skip
+    job = make_job(PROPERTY_LATENESS)
+    plain = ScoresEveryEvent(job.rules, job.retention_ms, job.lateness_ms)
+    events = sorted(planned(plan), key=by_key)
+    end = events[-1].ts + data.draw(st.sampled_from([0, 5 * DAY_MS, 40 * DAY_MS]), label="then")
+    cuts = data.draw(st.lists(st.integers(1, max(1, len(events) - 1)), max_size=len(events)), label="cuts")
+    _, rows = drive(job, split(events, cuts), PROPERTY_LATENESS, end)
+    _, plain_rows = drive(plain, split(events, cuts), PROPERTY_LATENESS, end)
+    assert {user: without_wall_clock(r) for user, r in rows.items()} == {
+        user: without_wall_clock(r) for user, r in plain_rows.items()
+    }

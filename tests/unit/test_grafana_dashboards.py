@@ -86,6 +86,18 @@ def seed(client: Client) -> None:
         {"letter_id": "l1", "dlq_topic": "pulse.dead-letters", "dlq_partition": 0, "dlq_offset": 1, "failed_at": AT,
          "reason": "bad_json", "errors": ["not JSON"], "source": "events.jsonl:3", "raw": "{oops"}
     ])  # fmt: skip
+    insert(client, "funnel_steps", [
+        {"step_id": f"signup_to_purchase|u1|1|{step}|0", "funnel": "signup_to_purchase", "user_id": "u1", "attempt": 1,
+         "step_index": step, "step_name": name, "ts": AT, "since_previous_s": 0.0, "since_entry_s": 0.0, "event_id": f"e{i}"}
+        for step, name, i in ((1, "signup", 0), (2, "purchase", 5))
+    ])  # fmt: skip
+    insert(client, "churn_scores", [
+        {"user_id": "u3", "score": 0.45, "tier": "medium", "reasons": ["NPS detractor (3)"], "ts": AT, "version": 1}
+    ])  # fmt: skip
+    insert(client, "churn_alerts", [
+        {"alert_id": "a1", "user_id": "u3", "old_tier": "low", "new_tier": "medium", "score": 0.45,
+         "reasons": ["NPS detractor (3)"], "ts": AT, "emitted_at": AT}
+    ])  # fmt: skip
 
 
 def insert(client: Client, table: str, rows: list[dict[str, Any]]) -> None:

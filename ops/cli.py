@@ -653,7 +653,7 @@ def _alerts(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _alerts_tail(args: argparse.Namespace, settings: Settings) -> int:
-    from ops.alerts import tail
+    from ops.alert_feed import tail
 
     try:
         tail(settings, from_beginning=args.from_beginning, as_json=args.json)
@@ -667,7 +667,7 @@ def _alerts_webhook(args: argparse.Namespace, settings: Settings) -> int:
     import signal
     import threading
 
-    from ops.alerts import WebhookConfig, WebhookForwarder, serve_metrics
+    from ops.webhook_forwarder import WebhookConfig, WebhookForwarder, serve_metrics
     from ops.webhooks import RetryPolicy, parse_secret
 
     texts = args.secret or ([os.environ["PULSE_WEBHOOK_SECRET"]] if os.environ.get("PULSE_WEBHOOK_SECRET") else [])

@@ -26,7 +26,8 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from devstack.ports import free_ports
-from ops.alerts import UNDELIVERABLE, UNSENDABLE, WebhookConfig, WebhookForwarder, alerts_topic
+from ops.alert_feed import alerts_topic
+from ops.webhook_forwarder import UNDELIVERABLE, UNSENDABLE, WebhookConfig, WebhookForwarder
 from ops.webhooks import RetryPolicy, VerificationError, parse_secret, verify
 from pulse.dead_letter import DeadLetter
 from pulse.settings import Settings

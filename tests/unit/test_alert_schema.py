@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 
 import pulse
-from ops.alerts import describe
+from ops.alert_feed import describe
 from pulse.outputs import CHURN_ALERTS
 
 SCHEMA_PATH = Path(pulse.__file__).parent / "schemas" / "churn_alert.schema.json"

@@ -26,7 +26,7 @@ SEVERITIES = {"critical", "warning"}
 ANNOTATIONS = {"summary", "description", "runbook"}
 # exported by the alerts job once it exists; its rule is defined ahead of it
 METRIC_MODULES = (
-    "ops.alerts",
+    "ops.webhook_forwarder",
     "producers.collector",
     "pulse.lag",
     "sinks.metrics",

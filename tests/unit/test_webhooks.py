@@ -1,4 +1,4 @@
-"""Standard Webhooks signing and the retry rules (ops.webhooks), and one alert's attempts (ops.alerts.WebhookSender)."""
+"""Standard Webhooks signing and the retry rules (ops.webhooks), and one alert's attempts (ops.webhook_forwarder.WebhookSender)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from ops.alerts import Answer, WebhookConfig, WebhookSender, post, safe_url
+from ops.webhook_forwarder import Answer, WebhookConfig, WebhookSender, post, safe_url
 from ops.webhooks import (
     RetryPolicy,
     Verdict,

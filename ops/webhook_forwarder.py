@@ -1,14 +1,6 @@
-"""Churn alerts for the services that act on them: ``pulse alerts tail`` and ``pulse alerts webhook``.
+"""``pulse alerts webhook``: churn alerts POSTed to a URL per Standard Webhooks (:mod:`ops.webhooks`).
 
-The churn-risk job publishes one JSON object per alert (:data:`pulse.outputs.CHURN_ALERTS`; the
-contract is ``pulse/schemas/churn_alert.schema.json``) to ``<prefix>alerts``, NDJSON like every
-output: a record may hold several alerts, one a line (:func:`pulse.wire.decode_record` reads them).
-
-:func:`tail` reads without joining a consumer group (partitions assigned, nothing committed) and
-prints each alert as it arrives.
-
-:class:`WebhookForwarder` POSTs each alert to a URL per Standard Webhooks (:mod:`ops.webhooks`),
-as a consumer group of its own:
+:class:`WebhookForwarder` reads the alerts topic (:mod:`ops.alert_feed`) as a consumer group of its own:
 
 - one alert at a time, in order per partition. An alert is *settled* once the receiver answered
   2xx, or once it is in the dead-letter topic: ``webhook_undeliverable`` when every attempt failed
@@ -25,35 +17,23 @@ from __future__ import annotations
 
 import http.client
 import logging
-import sys
 import threading
 import time
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import Any
 from urllib.parse import urlsplit
 
-from confluent_kafka import (
-    OFFSET_BEGINNING,
-    OFFSET_END,
-    Consumer,
-    KafkaError,
-    KafkaException,
-    Message,
-    Producer,
-    TopicPartition,
-)
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from prometheus_client import Counter, Gauge
 
+from ops.alert_feed import EXCERPT_CHARS, POLL_S, alerts_topic, consumer_error, excerpt, partitions_of
 from ops.webhooks import RetryPolicy, Verdict, retry_after_seconds, signed_headers, verdict
 from pulse.dead_letter import DeadLetter, now_ms
 from pulse.errors import PulseError
 from pulse.kafka_outages import kafka_dependency, librdkafka_config
-from pulse.outputs import CHURN_ALERTS
 from pulse.settings import Settings
 from pulse.topics import Topics
 from pulse.wire import Undecodable, decode_record
@@ -63,10 +43,7 @@ log = logging.getLogger(__name__)
 UNDELIVERABLE = "webhook_undeliverable"  # dead-letter reason: every attempt failed, or a final 4xx
 UNSENDABLE = "webhook_unsendable"  # dead-letter reason: a line of the alerts topic that is not an alert
 LINES_PREFIX = "lines="  # commit metadata: this many alerts of the record at the committed offset are settled
-EXCERPT_CHARS = 300  # of a receiver's answer, kept in the dead letter
-POLL_S = 0.5
 USER_AGENT = "customer-pulse-webhooks/1"
-PARTITION_REFRESH_S = 10.0  # tail: how often it looks for partitions added to the topic
 AHEAD = -1  # _resume_line: the whole record is settled already
 
 OUTCOMES = ("delivered", "retried", "dead_lettered")
@@ -84,25 +61,6 @@ KAFKA = kafka_dependency("alerts-webhook")  # pulse_dependency_up{process="alert
 Log = Callable[[str], None]
 
 
-def alerts_topic(settings: Settings) -> str:
-    return Topics.with_prefix(settings.topic_prefix).output(CHURN_ALERTS)
-
-
-def describe(alert: Any) -> str:
-    """One readable line for an alert: event time, user, tier change, score, reasons and id."""
-    if not isinstance(alert, Mapping):
-        return f"not an alert: {_excerpt(repr(alert))}"
-    ts = alert.get("ts")
-    when = (datetime.fromtimestamp(ts / 1000, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-            if isinstance(ts, int | float) and not isinstance(ts, bool) else "?")  # fmt: skip
-    score = alert.get("score")
-    shown = f"{score:.2f}" if isinstance(score, int | float) and not isinstance(score, bool) else "?"
-    reasons = alert.get("reasons")
-    because = ", ".join(str(r) for r in reasons) if isinstance(reasons, list) and reasons else "-"
-    return (f"{when}  {alert.get('user_id', '?')}  {alert.get('old_tier', '?')} -> {alert.get('new_tier', '?')}  "
-            f"score {shown}  {because}  [{alert.get('alert_id', '?')}]")  # fmt: skip
-
-
 def safe_url(url: str) -> str:
     """``url`` without credentials or query string (which may hold tokens), for logs and dead letters."""
     parts = urlsplit(url)
@@ -110,90 +68,6 @@ def safe_url(url: str) -> str:
     if parts.port:
         host = f"{host}:{parts.port}"
     return f"{parts.scheme}://{host}{parts.path}" + ("?..." if parts.query else "")
-
-
-def _excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _partitions(consumer: Consumer, topic: str) -> list[int]:
-    try:
-        metadata = consumer.list_topics(topic, timeout=15)
-    except KafkaException as exc:
-        raise PulseError(f"cannot read the metadata of topic {topic!r}: {exc}") from None
-    found = metadata.topics.get(topic)
-    if found is None or found.error is not None or not found.partitions:
-        raise PulseError(f"topic {topic!r} does not exist; create it with `pulse topics apply` (or `pulse up`)")
-    return sorted(found.partitions)
-
-
-# --- tail -------------------------------------------------------------------------------------
-
-
-def tail(settings: Settings, *, from_beginning: bool = False, as_json: bool = False, out: TextIO | None = None,
-         err: TextIO | None = None, stop: threading.Event | None = None) -> int:  # fmt: skip
-    """Print the alerts of the alerts topic as they arrive until ``stop`` (or Ctrl-C); returns how many.
-
-    No consumer group is joined and nothing is committed: partitions are assigned directly, at
-    their end (alerts from now on) or, ``from_beginning``, at the oldest alert still kept.
-    ``as_json`` prints each alert's JSON line as published; else one :func:`describe` line.
-    """
-    stop = stop or threading.Event()
-    out, err = out or sys.stdout, err or sys.stderr
-    topic = alerts_topic(settings)
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.bootstrap,
-            # required by the client, never joined: assign() without subscribe() and no commits
-            "group.id": f"{settings.app_id}-alerts-tail-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            **librdkafka_config(kafka_dependency("alerts-tail")),
-        }
-    )
-    printed = 0
-    try:
-        known = set(_partitions(consumer, topic))
-        start = OFFSET_BEGINNING if from_beginning else OFFSET_END
-        consumer.assign([TopicPartition(topic, p, start) for p in sorted(known)])
-        checked = time.monotonic()
-        while not stop.is_set():
-            if time.monotonic() - checked > PARTITION_REFRESH_S:  # partitions added since: all their alerts are new
-                checked = time.monotonic()
-                added = set(_partitions(consumer, topic)) - known
-                if added:
-                    consumer.incremental_assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in sorted(added)])
-                    known |= added
-            message = consumer.poll(POLL_S)
-            if message is None:
-                continue
-            if message.error() is not None:
-                _consumer_error(message.error())
-                continue
-            for raw, item in decode_record(message.value() or b""):
-                if isinstance(item, Undecodable):
-                    where = f"{message.topic()}/{message.partition()}@{message.offset()}"
-                    err.write(f"unreadable line at {where}: {item.error}: {_excerpt(raw.decode(errors='replace'))}\n")
-                    err.flush()
-                    continue
-                out.write((raw.decode(errors="replace") if as_json else describe(item)) + "\n")
-                out.flush()
-                printed += 1
-    except BrokenPipeError:  # the reader of a pipe went away (| head): as good as Ctrl-C
-        pass
-    finally:
-        consumer.close()
-    return printed
-
-
-def _consumer_error(error: KafkaError) -> None:
-    if error.fatal():
-        raise KafkaException(error)
-    log.warning("consumer error: %s", error.str())
-
-
-# --- webhook ----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -247,18 +121,18 @@ def post(url: str, body: bytes, headers: Mapping[str, str], timeout_s: float) ->
     request = urllib.request.Request(url, data=body, method="POST", headers=dict(headers))
     try:
         with _OPENER.open(request, timeout=timeout_s) as response:
-            return Answer(response.status, _read_excerpt(response))
+            return Answer(response.status, _readexcerpt(response))
     except urllib.error.HTTPError as exc:
-        return Answer(exc.code, _read_excerpt(exc), retry_after_s=retry_after_seconds(exc.headers.get("Retry-After")))
+        return Answer(exc.code, _readexcerpt(exc), retry_after_s=retry_after_seconds(exc.headers.get("Retry-After")))
     except urllib.error.URLError as exc:
         return Answer(None, error=f"no answer: {exc.reason}")
     except (OSError, http.client.HTTPException) as exc:  # timeouts, resets, malformed answers
         return Answer(None, error=f"no answer: {type(exc).__name__}: {exc}")
 
 
-def _read_excerpt(response: Any) -> str:
+def _readexcerpt(response: Any) -> str:
     try:
-        return _excerpt(response.read(4 * EXCERPT_CHARS).decode(errors="replace"))
+        return excerpt(response.read(4 * EXCERPT_CHARS).decode(errors="replace"))
     except (OSError, http.client.HTTPException):
         return ""
 
@@ -353,7 +227,7 @@ class WebhookForwarder:
 
     def run(self) -> None:
         """Forward until ``stop`` is set; the alert in flight is settled first unless stopped while it waits."""
-        _partitions(self._consumer, self._topic)
+        partitions_of(self._consumer, self._topic)
         self._consumer.subscribe([self._topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
         self._log(f"forwarding {self._topic} to {safe_url(self._config.url)} as consumer group {self._config.group}")
         try:
@@ -362,7 +236,7 @@ class WebhookForwarder:
                 if message is None:
                     continue
                 if message.error() is not None:
-                    _consumer_error(message.error())
+                    consumer_error(message.error())
                     continue
                 self._handle(message)
         finally:
@@ -487,7 +361,7 @@ class WebhookForwarder:
             self._count("dead_lettered")
             self._log(f"dead-lettered  {alert_id}  {delivery.last} after {delivery.attempts} "
                       f"attempt{'s' if delivery.attempts > 1 else ''}"
-                      + (f": {_excerpt(delivery.last.excerpt, 80)}" if delivery.last.excerpt else ""))  # fmt: skip
+                      + (f": {excerpt(delivery.last.excerpt, 80)}" if delivery.last.excerpt else ""))  # fmt: skip
             return True
         finally:
             IN_FLIGHT.dec()
@@ -533,7 +407,7 @@ def _sendable(item: Any) -> tuple[str, str]:
     if isinstance(item, Undecodable):
         return "", f"not JSON: {item.error}"
     if not isinstance(item, dict):
-        return "", f"not a JSON object: {_excerpt(repr(item), 80)}"
+        return "", f"not a JSON object: {excerpt(repr(item), 80)}"
     alert_id = item.get("alert_id")
     if not isinstance(alert_id, str) or not alert_id:
         return "", "no alert_id"

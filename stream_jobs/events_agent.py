@@ -1,13 +1,13 @@
 """The Faust wiring of :class:`JobRunner`: one agent over the events topic.
 
 For every record: compute the output from the state (no writes yet), hand the output to
-the producer, then write the state: into the table's store, and its changelog record to
-the same producer (:mod:`stream_jobs.output_producer`; Faust's table writes would send each
-through aiokafka). Faust's commit of the input offset waits until that producer has every
-record confirmed, so a worker killed at any point re-reads every record whose output or
-state is not durable. The output is produced before the state's changelog records, so on
-one broker a changelog record is never durable without the output produced before it; on
-a cluster the two may part by the few milliseconds of one produce request.
+the producer (:mod:`stream_jobs.output_producer`), then write the state into the table's
+store and keep its changelog record (the newest per key) for the commit. Faust's commit of
+the input offset first waits until every output produced is acknowledged, then produces the
+kept changelog records and waits for those too (Faust's table writes would send each through
+aiokafka). So a changelog record is never durable before the outputs of the records it
+reflects, and a worker killed at any point re-reads every record whose output or state is
+not durable.
 
 Wall-clock ticks (see :mod:`stream_jobs.watermark`) travel in the events topic itself, as
 empty records with a ``pulse.tick`` header, so they are processed in stream iteration, in
@@ -52,6 +52,7 @@ class EventsAgent:
         self._outputs = {spec: topics.output(spec) for spec in self.runner.outputs}
         self._dead = topics.dead_letters
         self._changelog = self.state.changelog_topic.get_topic_name()
+        self._changelog_pending: dict[bytes, tuple[bytes | None, int]] = {}  # key -> newest value and its partition
         # a store on disk keeps the changelog offset it holds, so a restart reads only what came after
         on_disk = not settings.state_store.startswith("memory:")
         self._producer = OutputProducer(settings.bootstrap, track_offsets_of=self._changelog if on_disk else None)
@@ -74,10 +75,17 @@ class EventsAgent:
             metrics.NEWEST_PROCESSED.labels(message.partition).set(message.timestamp)
 
     async def _confirm(self) -> None:
-        """Wait for every record produced to be acknowledged, then note the changelog offsets the store holds.
+        """Make the outputs durable, then the state, before Faust commits the input offsets.
 
-        Faust's table writes did the latter for every changelog record; the writes here bypass them.
+        The outputs produced so far are acknowledged first, and only then is the state's changelog
+        produced and acknowledged: Kafka orders records within a partition only, so produced
+        together a changelog record could be durable while the output of the same record is lost
+        with a killed worker; restored from that changelog, the worker would not publish that
+        output again (a timer's rows, say, are not due any more). Then the changelog offsets the
+        store holds are noted, as Faust's table writes did for every changelog record.
         """
+        await self._producer.confirm()
+        self._send_changelog()
         for partition, offset in (await self._producer.confirm()).items():
             self.state.data.set_persisted_offset(TP(self._changelog, partition), offset)
 
@@ -120,16 +128,26 @@ class EventsAgent:
                 log.error("dead letter %s (%s) refused for good and dropped: %s", letter.letter_id, letter.reason, refused)
 
     def _write_state(self, out: Output, partition: int) -> None:
-        """Write the state into the table's store and its changelog; a user whose slices are all empty is deleted."""
-        store, changelog = self.state.data, self._changelog
+        """Write the state into the table's store, and keep its changelog records for the next commit.
+
+        A user whose slices are all empty is deleted (a tombstone). Only the newest value of a key
+        is kept: the changelog is compacted, so what a key held in between need not be sent.
+        """
+        store, pending = self.state.data, self._changelog_pending
         for key, value in out.writes.items():
             if value is not None:
                 store[key] = value
             elif key in store:
                 del store[key]
-            else:
+            elif key not in pending:
                 continue
-            refused = self._producer.send(changelog, value, key=key, partition=partition)
+            pending[key] = (value, partition)
+
+    def _send_changelog(self) -> None:
+        """Produce the state's changelog records kept since the last commit."""
+        pending, self._changelog_pending = self._changelog_pending, {}
+        for key, (value, partition) in pending.items():
+            refused = self._producer.send(self._changelog, value, key=key, partition=partition)
             if refused is not None:  # a state too large to keep: crash rather than let the state and the changelog part
                 raise OutputLost(f"state of {key!r} refused by Kafka: {refused}")
 

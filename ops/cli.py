@@ -10,6 +10,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from datetime import date
 from pathlib import Path
 
 import orjson
@@ -34,6 +35,21 @@ environment:
   PULSE_BIND_HOST        address the collector, worker and sink listen on (default 127.0.0.1; 0.0.0.0 in containers)
   PULSE_WRITE_KEYS       comma-separated write keys the collector accepts (unset: no auth)
   PULSE_CONFIG           YAML file with tuning sections: producer, dedup, sink, validation, collector
+"""
+
+CLV_HELP = """\
+Predict what each customer will buy: BG/NBD for how many purchase days are to come (and the
+probability the customer is still "alive"), Gamma-Gamma for what a purchase day is worth,
+fitted by maximum likelihood on the purchase events in ClickHouse up to --until.
+
+Per customer, purchases are summed per UTC day: frequency = days with a purchase after the
+first; recency = first to last purchase day; age (T) = first purchase day to --until;
+monetary = mean value of the repeat purchase days; times in --unit. Prints the fitted
+parameters and log-likelihoods as JSON on stdout (progress on stderr) and sends each
+customer's expected purchases over --horizon, probability alive, expected value of a
+purchase day and CLV (their product) through the sink to the table clv_predictions
+(one row per customer and --until; a refit of the same date replaces it). Needs the
+pipeline running (pulse up). Exits 1 when there is too little history to fit.
 """
 
 SOAK_HELP = """\
@@ -379,6 +395,17 @@ def _parser() -> argparse.ArgumentParser:
                               "(default) or new alerts only")  # fmt: skip
     webhook.add_argument("--metrics-port", type=int, metavar="PORT",
                          help="serve Prometheus /metrics on PULSE_BIND_HOST:PORT")  # fmt: skip
+    clv = command("clv", _clv, "predictive customer lifetime value (BG/NBD + Gamma-Gamma)", CLV_HELP)
+    clv_actions = clv.add_subparsers(dest="action", required=True, metavar="ACTION")
+    clv_fit = clv_actions.add_parser("fit", help="fit the model on purchases up to a date and predict every customer",
+                                     description=CLV_HELP, epilog=ENVIRONMENT_HELP,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    clv_fit.add_argument("--until", type=_date, required=True, metavar="DATE",
+                         help="last day (UTC, YYYY-MM-DD) of the purchases the model sees")  # fmt: skip
+    clv_fit.add_argument("--unit", choices=["day", "week"], default="week",
+                         help="unit of recency, age and the horizon (default week)")  # fmt: skip
+    clv_fit.add_argument("--horizon", type=float, default=52.0, metavar="UNITS",
+                         help="units ahead that expected purchases and CLV cover (default 52)")  # fmt: skip
     return parser
 
 
@@ -702,6 +729,26 @@ def _alerts_webhook(args: argparse.Namespace, settings: Settings) -> int:
         serve_metrics(args.metrics_port, settings.bind_host)
         print(f"metrics on http://{settings.bind_host}:{args.metrics_port}/metrics", flush=True)
     forwarder.run()
+    return 0
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def _clv(args: argparse.Namespace, settings: Settings) -> int:
+    from kpi.clv_model import CannotFitError
+    from ops.clv import fit_clv
+
+    try:
+        fit = fit_clv(settings, args.until, args.unit, args.horizon, log=lambda line: print(line, file=sys.stderr))
+    except CannotFitError as exc:
+        print(f"pulse clv fit: {exc}", file=sys.stderr)
+        return 1
+    print(orjson.dumps(fit, option=orjson.OPT_INDENT_2).decode())
     return 0
 
 

@@ -173,6 +173,28 @@ CHURN_ALERTS = OutputSpec(
     time_column="ts",
 )
 
+CLV_PREDICTIONS = OutputSpec(
+    name="clv_predictions",
+    topic_suffix="clv-predictions",
+    table="clv_predictions",
+    columns=(
+        Column("user_id", "String", REQUIRED),
+        Column("fitted_until", "Date", REQUIRED),  # the last day of purchases the model saw
+        Column("unit", "LowCardinality(String)", REQUIRED),  # day or week: the unit of the times below
+        Column("horizon", "Float64", REQUIRED),  # units ahead that expected purchases and clv cover
+        Column("frequency", "UInt32", REQUIRED),  # days with a purchase after the first
+        Column("recency", "Float64", REQUIRED),  # first to last purchase day
+        Column("age", "Float64", REQUIRED),  # first purchase day to fitted_until (the model's T)
+        Column("monetary", "Float64", REQUIRED),  # mean value of the repeat purchase days
+        Column("expected_purchases", "Float64", REQUIRED),
+        Column("probability_alive", "Float64", REQUIRED),
+        Column("expected_average_value", "Float64", REQUIRED),
+        Column("clv", "Float64", REQUIRED),
+        Column("fitted_at", "DateTime64(3, 'UTC')", REQUIRED),  # wall clock of the fit: a refit of the date wins
+    ),
+    migration="0010_clv_predictions",
+)
+
 DEAD_LETTERS = OutputSpec(
     name="dead_letters",
     topic_suffix="dead-letters",
@@ -191,5 +213,5 @@ DEAD_LETTERS = OutputSpec(
     migration="0002_dead_letters",
 )
 
-# The outputs of the stream jobs, in the order the sink writes their tables.
-OUTPUTS: tuple[OutputSpec, ...] = (VALID_EVENTS, SESSIONS, FUNNEL_STEPS, CHURN_SCORES, CHURN_ALERTS)
+# The outputs the sink writes, in the order it writes their tables: the stream jobs', then `pulse clv fit`'s.
+OUTPUTS: tuple[OutputSpec, ...] = (VALID_EVENTS, SESSIONS, FUNNEL_STEPS, CHURN_SCORES, CHURN_ALERTS, CLV_PREDICTIONS)

@@ -112,6 +112,11 @@ class SinkTuning:
     retry_initial_s: float = 0.5
     retry_max_s: float = 30.0
     stall_seconds: float = 60.0  # holding partitions with lag, yet nothing consumed or inserted for this long
+    # who may read the embedded ClickHouse through the sink's ClickHouse HTTP interface (Grafana,
+    # clickhouse-connect); env PULSE_READER_USER / PULSE_READER_PASSWORD win over the YAML. The default
+    # pulse/pulse suits the demo, which listens on 127.0.0.1 only: set a real password before binding wider.
+    reader_user: str = "pulse"
+    reader_password: str = "pulse"
 
 
 @dataclass(frozen=True)
@@ -183,6 +188,8 @@ class Settings:
             "PULSE_WRITE_KEYS": ",".join(sorted(self.write_keys)),
             "PULSE_APP_ID": self.app_id,
             "PULSE_STATE_STORE": self.state_store,
+            "PULSE_READER_USER": self.sink.reader_user,
+            "PULSE_READER_PASSWORD": self.sink.reader_password,
         }
         if self.kafka_bootstrap:
             env["KAFKA_BOOTSTRAP"] = self.kafka_bootstrap
@@ -261,7 +268,19 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     )
     if settings.partitions < 1:
         raise SettingsError("PULSE_PARTITIONS must be at least 1")
-    return _apply_yaml(settings, config_file) if config_file else settings
+    settings = _apply_yaml(settings, config_file) if config_file else settings
+    return _apply_reader_env(settings, env)
+
+
+def _apply_reader_env(settings: Settings, env: Mapping[str, str]) -> Settings:
+    """The reader's credentials from ``PULSE_READER_USER`` / ``PULSE_READER_PASSWORD``, over the YAML's.
+
+    Secrets belong in the environment (a Kubernetes secret, a compose env file) more than in a
+    config file that is committed, so the environment wins.
+    """
+    user = env.get("PULSE_READER_USER") or settings.sink.reader_user
+    password = env.get("PULSE_READER_PASSWORD") or settings.sink.reader_password
+    return replace(settings, sink=replace(settings.sink, reader_user=user, reader_password=password))
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:

@@ -9,6 +9,9 @@ statement per request.
   sink holds lag and made no progress for ``sink.stall_seconds`` (see :mod:`sinks.liveness`),
   with ``seconds_since_progress`` and ``lag`` either way
 - ``GET /metrics``: the sink's Prometheus metrics
+- ``GET``/``POST /`` and ``GET /ping``: ClickHouse's own HTTP interface, for Grafana's ClickHouse data
+  source and clickhouse-connect, when given a :class:`~sinks.clickhouse_http.ClickHouseHttp`
+  (authenticated, read-only, confined to the pipeline's database: see :mod:`sinks.clickhouse_http`)
 """
 
 from __future__ import annotations
@@ -24,19 +27,25 @@ from clickhouse_connect.driver.client import Client
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pulse.http_handler import QuietHandler
+from sinks.clickhouse_http import ClickHouseHttp, Reply, Request
 from sinks.liveness import Health
 
 log = logging.getLogger(__name__)
 
 MAX_SQL_BYTES = 64 * 1024
+CLICKHOUSE_PATHS = frozenset({"/", "/ping"})
 
 
 class QueryServer:
     """A small threaded HTTP server over one clickhouse-connect client, serialised by a lock."""
 
-    def __init__(self, client: Client, port: int, health: Callable[[], Health], host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, client: Client, port: int, health: Callable[[], Health], host: str = "127.0.0.1",
+        clickhouse: ClickHouseHttp | None = None,
+    ) -> None:
         self._client = client
         self._health = health
+        self._clickhouse = clickhouse
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer((host, port), self._handler_class())
         self._server.daemon_threads = True
@@ -80,7 +89,10 @@ class QueryServer:
         class Handler(QuietHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
                 url = urlsplit(self.path)
-                if url.path == "/healthz":
+                clickhouse = server._clickhouse
+                if url.path in CLICKHOUSE_PATHS and clickhouse is not None:
+                    self.clickhouse(clickhouse, b"")
+                elif url.path == "/healthz":
                     self.reply(*server.healthz())
                 elif url.path == "/metrics":
                     self.reply(200, generate_latest(), CONTENT_TYPE_LATEST)
@@ -90,14 +102,39 @@ class QueryServer:
                     self.reply(404, b'{"error":"not found"}')
 
             def do_POST(self) -> None:  # noqa: N802
-                if urlsplit(self.path).path != "/query":
+                path = urlsplit(self.path).path
+                clickhouse = server._clickhouse
+                if path == "/" and clickhouse is not None:
+                    body = self.read_body()
+                    if body is not None:
+                        self.clickhouse(clickhouse, body)
+                elif path == "/query":
+                    body = self.read_body()
+                    if body is not None:
+                        self.reply(*server.run_query(body.decode(errors="replace")))
+                else:
                     self.reply(404, b'{"error":"not found"}')
-                    return
+
+            def read_body(self) -> bytes | None:
+                """The request body, or None after answering 413 for one larger than a query may be."""
                 length = int(self.headers.get("Content-Length") or 0)
                 if length > MAX_SQL_BYTES:
                     self.reply(413, b'{"error":"query too large"}')
-                    return
-                self.reply(*server.run_query(self.rfile.read(length).decode(errors="replace")))
+                    return None
+                return self.rfile.read(length)
+
+            def clickhouse(self, clickhouse: ClickHouseHttp, body: bytes) -> None:
+                url = urlsplit(self.path)
+                headers = {name.lower(): value for name, value in self.headers.items()}
+                self.send(clickhouse.handle(Request(self.command, url.path, url.query, headers, body)))
+
+            def send(self, reply: Reply) -> None:
+                self.send_response(reply.status)
+                for name, value in reply.headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(reply.body)))
+                self.end_headers()
+                self.wfile.write(reply.body)
 
         return Handler
 

@@ -21,13 +21,16 @@ witness of what the stream contains.
 
 from __future__ import annotations
 
+from array import array
+from bisect import insort
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
+from itertools import pairwise
 from typing import Any
 
 from producers.simulator.bursts import Event
-from producers.simulator.config import DAY, SimulationConfig
+from producers.simulator.config import DAY, HOUR, SimulationConfig
 from producers.simulator.emission import EmissionCounts
 from pulse.contract import is_product_use
 
@@ -169,22 +172,39 @@ class Churn:
         return {"churned_at_ms": self.churned_at_ms, "reason": self.reason}
 
 
-class ChurnWitness:
-    """What decides whether one user churned, gathered from its events in any order.
+@dataclass(frozen=True, slots=True)
+class ChurnSpell:
+    """A time the user is churned for one reason: from ``churn.churned_at_ms`` until ``until_ms`` (None: still)."""
 
-    A user churned when it cancelled (``subscription_cancelled``) with no trial or subscription
-    started or changed at a later time: at the first such cancellation. Otherwise, when it had no
-    product use (:func:`pulse.contract.is_product_use`: not emails, billing, surveys or tickets)
-    for ``inactive_ms`` before ``as_of_ms`` (strictly more: ``as_of_ms > last use + inactive_ms``):
-    at its last use + ``inactive_ms``.
+    churn: Churn
+    until_ms: int | None
+
+
+class ChurnWitness:
+    """What decides whether and when one user churned, gathered from its events in any order.
+
+    A user is churned while either of two spells lasts:
+
+    - **cancelled**: from a cancellation (``subscription_cancelled``) until a trial or
+      subscription is started or changed at a later time (one at the same time does not undo
+      it); further cancellations in between change nothing;
+    - **inactive**: from ``inactive_ms`` after a product use (:func:`pulse.contract.is_product_use`:
+      not emails, billing, surveys or tickets) until the next one, when that comes strictly more
+      than ``inactive_ms`` later (or never).
+
+    The user *enters* churn at the start of each stretch of time covered by spells; a product
+    use ends an inactive spell and a start ends a cancelled one (both are product use), so a
+    user may churn, come back and churn again. :meth:`entries` lists those moments;
+    :meth:`verdict` reads the spells still open after the last event. The witness keeps every
+    product use's time (8 bytes each, in an ``array``: a gap longer than ``inactive_ms`` may lie
+    between any two, and ``inactive_ms`` is only known when asked) and every subscription event.
     """
 
-    __slots__ = ("_cancels", "last_active_ms", "last_started_ms")
+    __slots__ = ("_subscriptions", "_uses")
 
     def __init__(self) -> None:
-        self.last_active_ms: int | None = None
-        self.last_started_ms: int | None = None
-        self._cancels: list[int] = []
+        self._uses = array("q")  # product-use times, in time order
+        self._subscriptions: list[tuple[int, bool]] = []  # (ts, is a cancellation), in arrival order
 
     def see(self, event: Event) -> None:
         if is_product_use(event["type"]):
@@ -194,25 +214,86 @@ class ChurnWitness:
 
     def active(self, ts: int) -> None:
         """Product use by the user at ``ts``."""
-        if self.last_active_ms is None or ts > self.last_active_ms:
-            self.last_active_ms = ts
+        if not self._uses or ts >= self._uses[-1]:
+            self._uses.append(ts)  # the simulator's events come in time order: the usual case
+        else:
+            insort(self._uses, ts)
 
     def subscription(self, event: Event) -> None:
-        """A cancellation, or a trial or subscription started or changed (which undoes an earlier cancellation)."""
-        ts = event["ts"]
-        if event["type"] == "subscription_cancelled":
-            self._cancels.append(ts)
-        elif self.last_started_ms is None or ts > self.last_started_ms:
-            self.last_started_ms = ts
+        """A cancellation, or a trial or subscription started or changed (which ends a cancelled spell)."""
+        self._subscriptions.append((event["ts"], event["type"] == "subscription_cancelled"))
 
     def verdict(self, as_of_ms: int, inactive_ms: int) -> Churn | None:
-        started = self.last_started_ms
-        standing = [ts for ts in self._cancels if started is None or ts >= started]
-        if standing:
-            return Churn(min(standing), CANCELLED)
-        if self.last_active_ms is not None and as_of_ms > self.last_active_ms + inactive_ms:
-            return Churn(self.last_active_ms + inactive_ms, INACTIVE)
+        """Whether, since when and why the user is churned after its last event, as of ``as_of_ms``.
+
+        A cancelled spell still open decides (at its first cancellation), though an inactive one
+        may have begun earlier: the reason is the cause that holds now. Otherwise an inactive
+        spell still open counts once ``as_of_ms`` is strictly past its start. ``as_of_ms`` only
+        ages the silence: every event seen is taken, so it is meant to be after the last one.
+        """
+        cancelled, inactive = self._cancelled_spells(), self._inactive_spells(inactive_ms)
+        for spells in (cancelled, inactive):
+            if spells and spells[-1].until_ms is None and spells[-1].churn.churned_at_ms < as_of_ms:
+                return spells[-1].churn
         return None
+
+    def entries(self, as_of_ms: int, inactive_ms: int) -> list[Churn]:
+        """Each moment before ``as_of_ms`` the user entered churn, in time order, with the spell that began it.
+
+        Spells that overlap or touch make one stretch of churn, entered once; among spells
+        beginning together, a cancellation names the reason (as in :meth:`verdict`).
+        """
+        spells = sorted((*self._cancelled_spells(), *self._inactive_spells(inactive_ms)),
+                        key=lambda spell: (spell.churn.churned_at_ms, spell.churn.reason != CANCELLED))  # fmt: skip
+        entries: list[Churn] = []
+        churned_until: int | None = None  # the end of the latest stretch of churn (None: open-ended)
+        for spell in spells:
+            start = spell.churn.churned_at_ms
+            if start >= as_of_ms:
+                break
+            if not entries or (churned_until is not None and start > churned_until):
+                entries.append(spell.churn)
+                churned_until = spell.until_ms
+            elif churned_until is not None:
+                churned_until = None if spell.until_ms is None else max(churned_until, spell.until_ms)
+        return entries
+
+    def _cancelled_spells(self) -> list[ChurnSpell]:
+        """From each cancellation after a start (or the first ever) until the next start strictly later."""
+        spells: list[ChurnSpell] = []
+        since: int | None = None  # the cancellation the open spell began with
+        # At a tie a start (False) sorts first: one at the time of a cancellation does not undo it.
+        for ts, cancelled in sorted(self._subscriptions):
+            if cancelled and since is None:
+                since = ts
+            elif not cancelled and since is not None:
+                spells.append(ChurnSpell(Churn(since, CANCELLED), ts))
+                since = None
+        if since is not None:
+            spells.append(ChurnSpell(Churn(since, CANCELLED), None))
+        return spells
+
+    def _inactive_spells(self, inactive_ms: int) -> list[ChurnSpell]:
+        """From ``inactive_ms`` after each product use until the next, if that is strictly more than ``inactive_ms`` later."""
+        uses = self._uses
+        spells = [ChurnSpell(Churn(used + inactive_ms, INACTIVE), after)
+                  for used, after in pairwise(uses) if after - used > inactive_ms]  # fmt: skip
+        if uses:
+            spells.append(ChurnSpell(Churn(uses[-1] + inactive_ms, INACTIVE), None))
+        return spells
+
+
+def churned_alerts(entries: Iterable[Churn], cooldown_ms: int) -> list[Churn]:
+    """The churn entries a job alerting on each rise to churned raises, with none within ``cooldown_ms`` of the last.
+
+    The cool-down counts from the last entry that alerted, not the last entry: an entry it
+    silenced does not extend it (``stream_jobs.churn_job``: at most one alert per tier within it).
+    """
+    alerts: list[Churn] = []
+    for entry in entries:
+        if not alerts or entry.churned_at_ms - alerts[-1].churned_at_ms >= cooldown_ms:
+            alerts.append(entry)
+    return alerts
 
 
 def inactive_ms_of(days: float) -> int:
@@ -331,6 +412,23 @@ class GroundTruth:
         }
         return {user_id: churn for user_id, churn in verdicts.items() if churn is not None}
 
+    def churn_entries(self, as_of_ms: int, inactive_days: float | None = None) -> dict[str, list[Churn]]:
+        """Every moment before ``as_of_ms`` each user entered churn (:meth:`ChurnWitness.entries`), for users who did."""
+        inactive_ms = inactive_ms_of(self.config.inactive_days if inactive_days is None else inactive_days)
+        entries = {user_id: witness.entries(as_of_ms, inactive_ms) for user_id, witness in self.activity.items()}
+        return {user_id: churns for user_id, churns in entries.items() if churns}
+
+    def churned_alerts(self, as_of_ms: int, cooldown_hours: float,
+                       inactive_days: float | None = None) -> dict[str, list[Churn]]:  # fmt: skip
+        """The alerts of a rise to churned before ``as_of_ms``, none within ``cooldown_hours`` of the user's last.
+
+        Medium and high alerts follow the job's weighted score, which has no independent
+        definition here: only a rise to churned has one.
+        """
+        cooldown_ms = round(cooldown_hours * HOUR)
+        return {user_id: churned_alerts(entries, cooldown_ms)
+                for user_id, entries in self.churn_entries(as_of_ms, inactive_days).items()}  # fmt: skip
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict (for orjson): ``config``, ``totals`` and ``users`` by user_id."""
         return {
@@ -380,11 +478,11 @@ class Tally:
         witness, funnel_matches = self.activity[user_id], self._funnel_matches[user_id]
         by_type, handlers, steps_by_type = self.events_by_type, self._handlers, self._steps_by_type
         page_views = 0
-        entry_path = exit_path = last_use = None
+        entry_path = exit_path = None
         for event in events:
             event_type = event["type"]
             if is_product_use(event_type):
-                last_use = event["ts"]
+                witness.active(event["ts"])
             by_type[event_type] = by_type.get(event_type, 0) + 1
             if event_type in steps_by_type:
                 for number, index, step in steps_by_type[event_type]:
@@ -401,8 +499,6 @@ class Tally:
         context = events[0].get("context", {})
         session = Session(events[0]["ts"], events[-1]["ts"], len(events), page_views, entry_path, exit_path,
                           Source.of(context), context.get("device"))  # fmt: skip
-        if last_use is not None:  # a burst's events are in time order: its last product use is its latest
-            witness.active(last_use)
         user.sessions.append(session)
         self.sessions += 1
         self.visits += page_views > 0

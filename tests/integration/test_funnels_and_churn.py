@@ -3,7 +3,8 @@
 The simulation ends now, so the worker's event time, which follows the clock once traffic
 stops, ends just past the simulated window: who has churned is the truth as of that moment
 (bounded by the truth at the window's end and at the time of the check, which in practice
-agree). The streamed funnels must equal ``windowFunnel`` over the raw events, and what the
+agree). The streamed funnels must equal ``windowFunnel`` over the raw events, the churned alerts
+the moments the truth has users enter churn (less those within the cool-down), and what the
 worker published must equal one calm in-process pass of the same jobs over the same lines
 (:mod:`devstack.reference_run`), also after the worker and the sink were killed midway.
 """
@@ -39,6 +40,7 @@ IDLE_S = 2.0
 LATENESS_MINUTES = 0.1
 LATENESS_MS = round(LATENESS_MINUTES * 60_000)
 CHURN_SCORES = "SELECT user_id, score, tier, reasons FROM churn_scores FINAL"
+CHURNED_ALERTS = "SELECT user_id, toUnixTimestamp64Milli(ts) FROM churn_alerts FINAL WHERE new_tier = 'churned'"
 
 
 @pytest.fixture
@@ -95,6 +97,17 @@ def assert_churn_matches_the_truth(settings: Settings, simulation: Simulation, s
         assert (first_reason == "subscription cancelled") == cancelled, (user, first_reason)
 
 
+def assert_churned_alerts_match_the_truth(settings: Settings, simulation: Simulation, settled_ms: int) -> None:
+    """Alerts of a rise to churned stamped before ``settled_ms``: the moments the truth has users enter churn,
+    less those within the cool-down of the user's previous alert."""
+    found = sorted((user, int(ts)) for user, ts in run_query(settings, CHURNED_ALERTS).rows if int(ts) < settled_ms)
+    truth = simulation.truth.churned_alerts(
+        settled_ms, settings.churn.alert_cooldown_hours, settings.churn.inactive_days
+    )
+    assert found == sorted((user, churn.churned_at_ms) for user, churns in truth.items() for churn in churns)
+    assert len(found) > 20
+
+
 def test_funnels_churn_and_alerts_match_the_truth(quick_clock: Settings) -> None:
     settings = quick_clock
     simulation = simulation_ending_now(customers=600, days=45, seed=31)
@@ -112,6 +125,7 @@ def test_funnels_churn_and_alerts_match_the_truth(quick_clock: Settings) -> None
         assert streamed[-1] > 0, funnel.name  # volume at every step
     settled_ms = expected.settled_before(LATENESS_MS)
     assert_churn_matches_the_truth(settings, simulation, settled_ms, checked_at_ms)
+    assert_churned_alerts_match_the_truth(settings, simulation, settled_ms)
     assert job_output_differences(settings, expected, settled_ms) == []
     assert expected.repeated_alerts == 0
     alerts = run_query(settings, "SELECT new_tier, count() FROM churn_alerts FINAL GROUP BY new_tier").rows

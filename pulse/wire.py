@@ -8,7 +8,7 @@ a JSON array of events.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,38 +29,48 @@ def encode_events(events: Iterable[dict[str, Any]]) -> bytes:
 
 
 def decode_record(value: bytes) -> list[tuple[bytes, Any | Undecodable]]:
-    """``(raw bytes, decoded JSON or Undecodable)`` for each event in a record value.
+    """``(raw bytes, decoded JSON or Undecodable)`` for each event in a record value (see :func:`iter_record`)."""
+    return list(iter_record(value))
 
-    A line that fails to parse makes us try the whole value as one JSON document first, so
-    a pretty-printed single event is not mistaken for several broken lines. (Written for
-    speed: the worker calls it for every event.)
+
+def iter_record(value: bytes) -> Iterator[tuple[bytes, Any | Undecodable]]:
+    """``(raw bytes, decoded JSON or Undecodable)`` for each event in a record value, one at a time.
+
+    If the first line fails to parse, the whole value is tried as one JSON document, so a
+    pretty-printed single event is not mistaken for several broken lines. Only a broken first
+    line can mean that: a line that parses is a whole JSON value, and a document holds one.
+
+    One at a time, so the worker drops each decoded event before it reads the next: a record's
+    dicts never pile up, and the garbage collector, which runs as they accumulate, runs less.
     """
     loads, decode_error = orjson.loads, orjson.JSONDecodeError
-    decoded: list[tuple[bytes, Any | Undecodable]] = []
-    broken = arrays = False
+    first = True
     for line in value.split(b"\n"):
         if not line or line.isspace():
             continue
         try:
             item = loads(line)
         except decode_error as exc:
-            item, broken = Undecodable(line, str(exc)), True
+            if first:
+                try:
+                    whole = loads(value)
+                except decode_error:
+                    pass
+                else:
+                    yield from _events(value, whole)
+                    return
+            item = Undecodable(line, str(exc))
+        first = False
+        if type(item) is list:  # a JSON array of events in one line
+            yield from _events(line, item)
         else:
-            arrays = arrays or type(item) is list
-        decoded.append((line, item))
-    if broken and len(decoded) > 1:
-        try:
-            item = loads(value)
-        except decode_error:
-            pass
-        else:
-            decoded, arrays = [(value, item)], type(item) is list
-    if not arrays:
-        return decoded
-    events: list[tuple[bytes, Any | Undecodable]] = []
-    for raw, item in decoded:
-        if type(item) is list:  # a JSON array of events in one line or record
-            events.extend((orjson.dumps(element), element) for element in item)
-        else:
-            events.append((raw, item))
-    return events
+            yield line, item
+
+
+def _events(raw: bytes, item: Any) -> Iterator[tuple[bytes, Any]]:
+    """The event ``raw`` holds, or each element of a JSON array of events, encoded again as its raw bytes."""
+    if type(item) is list:
+        for element in item:
+            yield orjson.dumps(element), element
+    else:
+        yield raw, item

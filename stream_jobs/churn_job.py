@@ -64,6 +64,9 @@ class ChurnState:
     published_at: int | None = None  # the event time of the row that published it
     version: int = 0  # of that row
     alerted: dict[str, int] = field(default_factory=dict)  # tier -> event time of its latest alert
+    # ChurnJob._next_check as of the state as it is, boxed (a check may be None); None: to work out again.
+    # Not encoded: it spares the work for the deadline, which the runner asks after each record and on_events first
+    next_check: tuple[int | None] | None = field(default=None, compare=False, repr=False)
 
     def to_json(self) -> list[Any]:
         current = self.current and [self.current.score, self.current.tier, self.current.reasons]
@@ -74,6 +77,11 @@ class ChurnState:
         windows, now, current, published_at, version, alerted = data
         assessment = current and Assessment(*current)
         return cls(UserWindows.from_json(windows), now, assessment, published_at, version, alerted)
+
+    def add(self, event: Event) -> None:
+        """Fold an event into the windows; the next check may move with them."""
+        self.windows.add(event)
+        self.next_check = None
 
     def forget(self) -> None:
         """Become the slice of a user never seen (so the runner drops it)."""
@@ -95,6 +103,7 @@ class ChurnJob:
     name = CHURN_SLICE
     version = 1
     outputs = (CHURN_SCORES, CHURN_ALERTS)
+    event_types = None  # any event: even an email moves the time a score is as of
 
     def __post_init__(self) -> None:
         if self.retention_ms <= 0:
@@ -129,10 +138,10 @@ class ChurnJob:
                 self._catch_up(user_id, state, before, rows)
                 due = self._next_check(state)
             if state.now is not None and self._stands(state, event, due):
-                state.windows.add(event)  # the assessment stands: only its time moves
+                state.add(event)  # the assessment stands: only its time moves
                 state.now = max(state.now, event.ts)
                 continue
-            state.windows.add(event)
+            state.add(event)
             self._assess(user_id, state, event.ts if state.now is None else max(state.now, event.ts), rows)
             due = self._next_check(state)
         return rows
@@ -156,6 +165,12 @@ class ChurnJob:
     # --- internals --------------------------------------------------------------------
 
     def _next_check(self, state: ChurnState) -> int | None:
+        """:meth:`_first_change`, worked out once until the state changes."""
+        if state.next_check is None:
+            state.next_check = (self._first_change(state),)
+        return state.next_check[0]
+
+    def _first_change(self, state: ChurnState) -> int | None:
         """The next event time the assessment may change without a new event.
 
         A day of silence moves the inactivity signal only after the grace days; until then only
@@ -176,23 +191,28 @@ class ChurnJob:
     def _stands(self, state: ChurnState, event: Event, due: int | None) -> bool:
         """Whether the assessment as of ``event`` (folded in) is the current one, so scoring it can be skipped.
 
-        Plain product use on a day that already had some changes nothing. An event that moves no
-        feature (an email, an ad) only moves time on: before ``due`` (at most the next check, when
-        a day of silence or the churn point may change the score) the score stands, unless the
-        event starts a new UTC day while a windowed signal may move. A churned user has no next
-        check, yet each event says again for how many days they were silent: it is scored.
+        Plain product use on a day that already had some changes nothing. Nor does plain use that
+        moves time on for a user with no signal (the usual first use of a day), while no windowed
+        signal may move up to it: use only lowers the signals it touches (the silence, an activity
+        drop), so none appears. An event that moves no feature (an email, an ad) only moves time
+        on: before ``due`` (at most the next check, when a day of silence or the churn point may
+        change the score) the score stands, unless the event starts a new UTC day while a windowed
+        signal may move. With no next check, a user never active has no silence to count either; a
+        churned one has, and each event says again for how many days they were silent: it is scored.
         """
-        now = state.now
-        assert now is not None
-        windows = state.windows
+        now, current = state.now, state.current
+        assert now is not None and current is not None
+        windows, rules = state.windows, self.rules
         if windows.adds_nothing_new(event, now):
             return True
+        if windows.is_plain_use(event.type):
+            quiet = not current.reasons and event.ts >= now  # no signal; a use at or after "now" leaves no silence
+            return quiet and not windows.may_move(now, event.ts, rules.min_active_days, rules.min_purchases)
         if windows.moves_features(event.type):
             return False
         later = max(now, event.ts)
-        if due is None or later >= due:  # None: churned, and its reason ("no activity for N days") ages
+        if current.reasons if due is None else later >= due:  # None and a reason: churned
             return False
-        rules = self.rules
         return later // DAY_MS == now // DAY_MS or not windows.may_move(now, later, rules.min_active_days, rules.min_purchases)
 
     def _catch_up(self, user_id: str, state: ChurnState, before: int, rows: list[Row]) -> None:
@@ -211,7 +231,7 @@ class ChurnJob:
 
     def _assess(self, user_id: str, state: ChurnState, now: int, rows: list[Row]) -> None:
         """Score the user as of ``now``; publish a row if that changed, and an alert if the tier rose."""
-        state.now = now
+        state.now, state.next_check = now, None
         assessment = score(state.windows.features(now), now, self.rules)
         previous = state.current
         if assessment == previous:

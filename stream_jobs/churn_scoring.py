@@ -47,6 +47,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
+from functools import cached_property
+from operator import itemgetter
 from typing import NamedTuple
 
 from pulse.settings import ChurnTuning
@@ -83,7 +85,7 @@ class ChurnRules(ChurnTuning):
         """The rules the settings give; the counts the settings do not name keep their defaults."""
         return cls(**{f.name: getattr(tuning, f.name) for f in fields(tuning)})
 
-    @property
+    @cached_property  # read at every check and score
     def inactive_ms(self) -> int:
         return round(self.inactive_days * DAY_MS)
 
@@ -102,17 +104,17 @@ class Assessment(NamedTuple):
 
 def score(features: Features, now_ms: int, rules: ChurnRules) -> Assessment:
     """The churn risk of a user with these features (read as of ``now_ms``)."""
-    signals = sorted(
-        ((weight * signal, order, reason) for order, (weight, signal, reason) in enumerate(_signals(features, rules))
-         if weight * signal >= MIN_CONTRIBUTION),
-        key=lambda contribution: (-contribution[0], contribution[1]),
-    )  # fmt: skip
-    reasons = [reason for _, _, reason in signals]
+    signals = [
+        (weight * signal, reason) for weight, signal, reason in _signals(features, rules)
+        if weight * signal >= MIN_CONTRIBUTION
+    ]  # fmt: skip
+    signals.sort(key=itemgetter(0), reverse=True)  # stable: equal contributions keep the docstring's order
+    reasons = [reason for _, reason in signals]
     cause = _churn_cause(features, now_ms, rules)
     if cause is not None:
         reasons = [cause, *(reason for reason in reasons if reason != cause)]
         return Assessment(1.0, "churned", reasons[:MAX_REASONS])
-    total = round(min(1.0, sum((contribution for contribution, _, _ in signals), 0.0)), 2)
+    total = round(min(1.0, sum((contribution for contribution, _ in signals), 0.0)), 2)
     tier = "high" if total >= rules.high_at else "medium" if total >= rules.medium_at else "low"
     return Assessment(total, tier, reasons[:MAX_REASONS])
 

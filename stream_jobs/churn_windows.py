@@ -32,7 +32,7 @@ from bisect import insort
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from pulse.contract import PRODUCT_USE_TYPES, SURVEY_SCALES, Event, is_product_use
+from pulse.contract import PRODUCT_USE_TYPES, SURVEY_SCALES, Event
 from stream_jobs.dedup import id_hash
 
 DAY_MS = 86_400_000
@@ -116,43 +116,21 @@ class UserWindows:
 
     def add(self, event: Event) -> None:
         """Fold one event in; the order of calls does not matter."""
-        ts, kind, props = event.ts, event.type, event.props
-        key = (ts, id_hash(event.event_id))
-        active = is_product_use(kind)
+        ts, kind = event.ts, event.type
         if self.latest is None or ts > self.latest:
             new_day = self.latest is None or ts // DAY_MS > self.latest // DAY_MS
             self.latest = ts
             if new_day:
                 self._prune()
-        if active:
-            self.last_activity = ts if self.last_activity is None else max(self.last_activity, ts)
-        if kind in PAID:
-            self.last_paid = ts if self.last_paid is None else max(self.last_paid, ts)
-        status = SUBSCRIPTION_STATUS.get(kind)
-        if status is not None and (self.subscription is None or key > self.subscription[0]):
-            self.subscription = (key, status)
-        if kind in ("subscription_started", "subscription_changed") and (self.plan is None or key > self.plan[0]):
-            self.plan = (key, props["plan"], _cents(props["mrr"]))
-        if kind == "survey_response":
-            self._answer(key, props)
-        if ts // DAY_MS < self._first_kept_day():
-            return  # older than anything windowed: only the latest-by-key parts above take it
-        if active:
-            self._bucket(ts)[EVENTS] += 1
-        if kind == "purchase":
-            bucket = self._bucket(ts)
-            bucket[PURCHASES] += 1
-            bucket[REVENUE] += _cents(props["amount"])
-        elif kind == "refund":
-            self._bucket(ts)[REVENUE] -= _cents(props["amount"])
-        elif kind == "payment_failed":
-            insort(self.failed_payments, ts)
-            del self.failed_payments[:-MAX_FAILED_PAYMENTS]
-        elif kind in TICKET_OPEN:
-            ticket = props["ticket_id"]
-            held = self.tickets.get(ticket)
-            if held is None or key > held[0]:
-                self.tickets[ticket] = (key, TICKET_OPEN[kind])
+        if self.is_plain_use(kind):
+            self._use(ts)  # most events: nothing else to fold, and no id hash to take
+        elif kind in FEATURE_TYPES:
+            self._fold(event)
+
+    @staticmethod
+    def is_plain_use(event_type: str) -> bool:
+        """Whether an event of this type is product use that moves nothing but the last activity and the day's count."""
+        return event_type in PLAIN_ACTIVITY or event_type.startswith("custom.")
 
     @staticmethod
     def moves_features(event_type: str) -> bool:
@@ -169,7 +147,7 @@ class UserWindows:
         is most events of an active user.
         """
         day = event.ts // DAY_MS
-        if day != now // DAY_MS or not (event.type in PLAIN_ACTIVITY or event.type.startswith("custom.")):
+        if day != now // DAY_MS or not self.is_plain_use(event.type):
             return False
         bucket = self.days.get(day)
         return bucket is not None and bucket[EVENTS] > 0
@@ -211,29 +189,69 @@ class UserWindows:
                 purchases_before += bought
                 revenue_before += cents
         subscription_key, status = (None, "none") if self.subscription is None else self.subscription
+        last_activity, plan = self.last_activity, self.plan
         paid_after = -1 if self.last_paid is None else self.last_paid
-        return Features(
-            active_days_7=active_7,
-            active_days_30=active_30,
-            active_days_prev_30=active_before,
-            purchases_30=purchases_30,
-            purchases_prev_30=purchases_before,
-            revenue_30_cents=revenue_30,
-            revenue_prev_30_cents=revenue_before,
-            last_activity_ms=self.last_activity,
-            days_inactive=None if self.last_activity is None else (now - self.last_activity) // DAY_MS,
-            subscription=status,
-            plan=None if self.plan is None else self.plan[1],
-            mrr_cents=0 if self.plan is None else self.plan[2],
-            cancelled_at_ms=subscription_key[0] if subscription_key and status == "cancelled" else None,
-            failed_payments=sum(ts > paid_after and today - ts // DAY_MS < 30 for ts in self.failed_payments),
-            open_tickets=sum(is_open for _, is_open in self.tickets.values()),
-            nps=self._rating("nps"),
-            csat=self._rating("csat"),
-            ces=self._rating("ces"),
+        return Features(  # positional: by keyword, a named tuple this wide costs four times as much to build
+            active_7,
+            active_30,
+            active_before,
+            purchases_30,
+            purchases_before,
+            revenue_30,
+            revenue_before,
+            last_activity,
+            None if last_activity is None else (now - last_activity) // DAY_MS,  # days inactive
+            status,
+            None if plan is None else plan[1],
+            0 if plan is None else plan[2],  # MRR in cents
+            subscription_key[0] if subscription_key and status == "cancelled" else None,  # cancelled at
+            sum(ts > paid_after and today - ts // DAY_MS < 30 for ts in self.failed_payments),
+            sum(is_open for _, is_open in self.tickets.values()),
+            self._rating("nps"),
+            self._rating("csat"),
+            self._rating("ces"),
         )
 
     # --- internals --------------------------------------------------------------------
+
+    def _fold(self, event: Event) -> None:
+        """Fold in an event that moves more than plain use does (the latest event time is already moved on)."""
+        ts, kind, props = event.ts, event.type, event.props
+        key = (ts, id_hash(event.event_id))
+        if kind in PRODUCT_USE_TYPES:
+            self._use(ts)
+        if kind in PAID:
+            self.last_paid = ts if self.last_paid is None else max(self.last_paid, ts)
+        status = SUBSCRIPTION_STATUS.get(kind)
+        if status is not None and (self.subscription is None or key > self.subscription[0]):
+            self.subscription = (key, status)
+        if kind in ("subscription_started", "subscription_changed") and (self.plan is None or key > self.plan[0]):
+            self.plan = (key, props["plan"], _cents(props["mrr"]))
+        if kind == "survey_response":
+            self._answer(key, props)
+        if ts // DAY_MS < self._first_kept_day():
+            return  # older than anything windowed: only the latest-by-key parts above take it
+        if kind == "purchase":
+            bucket = self._bucket(ts)
+            bucket[PURCHASES] += 1
+            bucket[REVENUE] += _cents(props["amount"])
+        elif kind == "refund":
+            self._bucket(ts)[REVENUE] -= _cents(props["amount"])
+        elif kind == "payment_failed":
+            insort(self.failed_payments, ts)
+            del self.failed_payments[:-MAX_FAILED_PAYMENTS]
+        elif kind in TICKET_OPEN:
+            ticket = props["ticket_id"]
+            held = self.tickets.get(ticket)
+            if held is None or key > held[0]:
+                self.tickets[ticket] = (key, TICKET_OPEN[kind])
+
+    def _use(self, ts: int) -> None:
+        """Product use: the last activity, and the day's count unless the day is older than the windows."""
+        if self.last_activity is None or ts > self.last_activity:
+            self.last_activity = ts
+        if ts // DAY_MS >= self._first_kept_day():
+            self._bucket(ts)[EVENTS] += 1
 
     def _first_kept_day(self) -> int:
         return -1 if self.latest is None else self.latest // DAY_MS - KEPT_DAYS + 1
@@ -252,7 +270,7 @@ class UserWindows:
         cutoff = first * DAY_MS
         if self.failed_payments and self.failed_payments[0] < cutoff:
             self.failed_payments = [ts for ts in self.failed_payments if ts >= cutoff]
-        if any(key[0] < cutoff for key, _ in self.tickets.values()):
+        if self.tickets and any(key[0] < cutoff for key, _ in self.tickets.values()):
             self.tickets = {ticket: held for ticket, held in self.tickets.items() if held[0][0] >= cutoff}
 
     def _answer(self, key: Key, props: dict[str, Any]) -> None:

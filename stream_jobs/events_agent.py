@@ -2,12 +2,11 @@
 
 For every record: compute the output from the state (no writes yet), hand the output to
 the producer (:mod:`stream_jobs.output_producer`), then write the state into the table's
-store and keep its changelog record (the newest per key) for the commit. Faust's commit of
-the input offset first waits until every output produced is acknowledged, then produces the
-kept changelog records and waits for those too (Faust's table writes would send each through
-aiokafka). So a changelog record is never durable before the outputs of the records it
-reflects, and a worker killed at any point re-reads every record whose output or state is
-not durable.
+store and have the producer hold its changelog records for the commit (Faust's table writes
+would send each through aiokafka, at once). Faust's commit of the input offset waits until
+every output is acknowledged, then the held changelog records too. So a changelog record is
+never durable before the outputs of the records it reflects, and a worker killed at any
+point re-reads every record whose output or state is not durable.
 
 Wall-clock ticks (see :mod:`stream_jobs.watermark`) travel in the events topic itself, as
 empty records with a ``pulse.tick`` header, so they are processed in stream iteration, in
@@ -19,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from functools import partial
 
 import faust
 from faust.types import TP
@@ -32,9 +32,10 @@ from stream_jobs import metrics
 from stream_jobs.churn_job import CHURN_SLICE
 from stream_jobs.churn_scoring import TIERS
 from stream_jobs.health import WorkerHealth
-from stream_jobs.output_producer import OutputLost, OutputProducer, attach_to_commits
+from stream_jobs.output_producer import OutputProducer, attach_to_commits
 from stream_jobs.publishing import output_records
 from stream_jobs.runner import JobRunner, Output
+from stream_jobs.sessions_job import SESSIONS_SLICE
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +53,15 @@ class EventsAgent:
         self._outputs = {spec: topics.output(spec) for spec in self.runner.outputs}
         self._dead = topics.dead_letters
         self._changelog = self.state.changelog_topic.get_topic_name()
-        self._changelog_pending: dict[bytes, tuple[bytes | None, int]] = {}  # key -> newest value and its partition
         # a store on disk keeps the changelog offset it holds, so a restart reads only what came after
         on_disk = not settings.state_store.startswith("memory:")
         self._producer = OutputProducer(settings.bootstrap, track_offsets_of=self._changelog if on_disk else None)
         attach_to_commits(app, self._confirm)
         self._health = health
+        # counted by the runner as state changes, read at scrape time: nothing per record
+        metrics.OPEN_SESSIONS.set_function(partial(self.runner.live, SESSIONS_SLICE))
+        for rank, tier in enumerate(TIERS, start=1):
+            metrics.CHURN_USERS.labels(tier).set_function(partial(self.runner.users_with, CHURN_SLICE, rank))
 
     async def handle(self, event: faust.EventT) -> None:
         message = event.message
@@ -77,15 +81,9 @@ class EventsAgent:
     async def _confirm(self) -> None:
         """Make the outputs durable, then the state, before Faust commits the input offsets.
 
-        The outputs produced so far are acknowledged first, and only then is the state's changelog
-        produced and acknowledged: Kafka orders records within a partition only, so produced
-        together a changelog record could be durable while the output of the same record is lost
-        with a killed worker; restored from that changelog, the worker would not publish that
-        output again (a timer's rows, say, are not due any more). Then the changelog offsets the
-        store holds are noted, as Faust's table writes did for every changelog record.
+        Then note the changelog offsets the store holds, as Faust's table writes did for every
+        changelog record.
         """
-        await self._producer.confirm()
-        self._send_changelog()
         for partition, offset in (await self._producer.confirm()).items():
             self.state.data.set_persisted_offset(TP(self._changelog, partition), offset)
 
@@ -128,28 +126,19 @@ class EventsAgent:
                 log.error("dead letter %s (%s) refused for good and dropped: %s", letter.letter_id, letter.reason, refused)
 
     def _write_state(self, out: Output, partition: int) -> None:
-        """Write the state into the table's store, and keep its changelog records for the next commit.
+        """Write the state into the table's store, its changelog records held for the next commit.
 
-        A user whose slices are all empty is deleted (a tombstone). Only the newest value of a key
-        is kept: the changelog is compacted, so what a key held in between need not be sent.
+        A user whose slices are all empty is deleted (a tombstone, also when a write of it is still held).
         """
-        store, pending = self.state.data, self._changelog_pending
+        store, producer = self.state.data, self._producer
         for key, value in out.writes.items():
             if value is not None:
                 store[key] = value
             elif key in store:
                 del store[key]
-            elif key not in pending:
+            elif not producer.holds(self._changelog, key):
                 continue
-            pending[key] = (value, partition)
-
-    def _send_changelog(self) -> None:
-        """Produce the state's changelog records kept since the last commit."""
-        pending, self._changelog_pending = self._changelog_pending, {}
-        for key, (value, partition) in pending.items():
-            refused = self._producer.send(self._changelog, value, key=key, partition=partition)
-            if refused is not None:  # a state too large to keep: crash rather than let the state and the changelog part
-                raise OutputLost(f"state of {key!r} refused by Kafka: {refused}")
+            producer.hold(self._changelog, key, value, partition)
 
     def _count(self, out: Output) -> None:
         metrics.EVENTS_IN.inc(out.events_in)
@@ -167,8 +156,4 @@ class EventsAgent:
             metrics.FUNNEL_STEPS.labels(row["funnel"], row["step_name"]).inc()  # type: ignore[index]
         for row in out.rows.get(CHURN_ALERTS, []):
             metrics.CHURN_ALERTS.labels(row["new_tier"]).inc()  # type: ignore[index]
-        metrics.OPEN_SESSIONS.set(self.runner.live("sessions"))
-        users = self.runner.live_values(CHURN_SLICE)
-        for rank, tier in enumerate(TIERS, start=1):
-            metrics.CHURN_USERS.labels(tier).set(users[rank])
         observe_lag("worker", out.valid_times)

@@ -241,6 +241,11 @@ class FunnelIndex:
             for bit, matcher in funnel.matchers():
                 self._by_type.setdefault(matcher.type, []).append((funnel.name, bit, matcher))
 
+    @property
+    def event_types(self) -> frozenset[str]:
+        """The types of event some step or exclusion matches."""
+        return frozenset(self._by_type)
+
     def masks(self, event: Event) -> dict[str, int]:
         """Per funnel the event matches: the bits of the steps and exclusions it matches."""
         masks: dict[str, int] = {}

@@ -38,6 +38,7 @@ class FunnelsJob:
         self.funnels = {funnel.name: funnel for funnel in funnels}
         self.retention_ms = retention_ms
         self._index = FunnelIndex(funnels)
+        self.event_types = self._index.event_types  # a record with none of these leaves the slice alone
 
     def empty(self) -> UserFunnels:
         return {}

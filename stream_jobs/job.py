@@ -40,6 +40,9 @@ class Job(Protocol, Generic[S]):
     name: str  # the slice's name in the user's state envelope; never reused for another meaning
     version: int  # the slice format ``encode`` writes
     outputs: tuple[OutputSpec, ...]
+    # the event types that can change the slice: for a record bringing a user none of them, the runner
+    # neither calls on_events nor decodes the slice; None: every record of the user, even with no new event
+    event_types: frozenset[str] | None
 
     def empty(self) -> S:
         """The slice of a user the job has not seen."""

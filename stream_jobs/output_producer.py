@@ -8,7 +8,11 @@ threads of its own, for about a microsecond of the event loop per message.
 Durability is unchanged: Faust commits an input offset only after flushing its producer, and
 :func:`attach_to_commits` makes that flush wait for this producer too, so an offset is committed
 only once every record produced for the records before it is acknowledged (``acks=all``,
-idempotent, in order per partition). librdkafka retries transient failures itself, for as long
+idempotent, in order per partition). Records that must not be durable before the others
+(the state's changelog) are **held** until the commit and produced once everything sent
+before them is acknowledged: Kafka orders records within a partition only, so produced
+together, a changelog record could be durable while an output of the same input record is
+lost with a killed worker, which restored from that changelog would not publish it again. librdkafka retries transient failures itself, for as long
 as it takes (``message.timeout.ms`` 0): a broker that is down holds the partition, since
 :meth:`OutputProducer.make_room` waits while too much is unconfirmed. A delivery that still
 fails for good (known only later, in a delivery report) makes the next flush raise
@@ -65,6 +69,7 @@ class OutputProducer:
         self._tracked = track_offsets_of
         self._offsets: dict[int, int] = {}  # partition of the tracked topic -> newest acknowledged offset
         self._failures: list[str] = []
+        self._held: dict[tuple[str, bytes], tuple[bytes | None, int]] = {}  # (topic, key) -> newest value, partition
 
     def send(self, topic: str, value: bytes | None, *, key: bytes | None = None, partition: int | None = None,
              headers: Sequence[tuple[str, bytes]] | None = None) -> str | None:  # fmt: skip
@@ -81,6 +86,17 @@ class OutputProducer:
             except (KafkaException, ValueError, TypeError) as exc:
                 return f"{type(exc).__name__}: {exc}"
 
+    def hold(self, topic: str, key: bytes, value: bytes | None, partition: int) -> None:
+        """Keep a record for :meth:`confirm` to produce after everything sent so far; only the newest per key.
+
+        For a compacted topic (a changelog), where what a key held in between need not be sent.
+        """
+        self._held[(topic, key)] = (value, partition)
+
+    def holds(self, topic: str, key: bytes) -> bool:
+        """Whether a record for ``key`` is held for the next :meth:`confirm`."""
+        return (topic, key) in self._held
+
     async def make_room(self) -> None:
         """Wait while too many records are unconfirmed (Kafka slow or down), serving delivery reports."""
         producer = self._producer
@@ -90,18 +106,31 @@ class OutputProducer:
             producer.poll(0)
 
     async def confirm(self) -> dict[int, int]:
-        """Wait until every record produced so far is acknowledged; raise :class:`OutputLost` if one never will be.
+        """Wait until every record sent so far is acknowledged, then produce the held ones and wait for those too.
 
-        Returns the newest acknowledged offset per partition of the tracked topic since the last call.
+        Raises :class:`OutputLost` if a record never will be acknowledged (a held one refused
+        outright included: the state and its changelog must not part). Returns the newest
+        acknowledged offset per partition of the tracked topic since the last call.
         """
+        await self._acknowledged()
+        held, self._held = self._held, {}
+        for (topic, key), (value, partition) in held.items():
+            refused = self.send(topic, value, key=key, partition=partition)
+            if refused is not None:
+                raise OutputLost(f"held record {key!r} for {topic} refused by Kafka: {refused}")
+        if held:
+            await self._acknowledged()
+        offsets, self._offsets = self._offsets, {}
+        return offsets
+
+    async def _acknowledged(self) -> None:
+        """Wait until the records produced so far are delivered; raise :class:`OutputLost` if one failed for good."""
         producer = self._producer
         while producer.flush(0):
             await asyncio.sleep(WAIT_S)
         if self._failures:
             failures, self._failures = self._failures, []
             raise OutputLost(f"{len(failures)} output records refused for good, first: {failures[0]}")
-        offsets, self._offsets = self._offsets, {}
-        return offsets
 
     def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
         if error is not None:

@@ -138,6 +138,8 @@ class JobRunner:
         self._lateness_ms = int(settings.sessions.allowed_lateness_minutes * 60_000)
         self._idle_ms = int(settings.sessions.idle_close_seconds * 1000)
         self._partitions: dict[int, PartitionState] = {}
+        # the partitions' live counts summed, kept as they change: gauges read them from another thread
+        self._live: defaultdict[str, Counter[int]] = defaultdict(Counter)
         self._cache = StateCache(cached_users)
 
     @property
@@ -150,16 +152,23 @@ class JobRunner:
         return sum(value * users for value, users in self.live_values(slice_name).items())
 
     def live_values(self, slice_name: str) -> Counter[int]:
-        """Users by the live value of their slice over the partitions held (e.g. users by churn tier)."""
-        values: Counter[int] = Counter()
-        for part in self._partitions.values():
-            values.update(part.live[slice_name])
-        return values
+        """Users by the live value of their slice over the partitions held (e.g. users by churn tier).
+
+        Safe to call from another thread (a metrics scrape): the items are copied in one step.
+        """
+        return Counter({value: users for value, users in list(self._live.get(slice_name, {}).items()) if users})
+
+    def users_with(self, slice_name: str, value: int) -> int:
+        """Users whose slice holds live value ``value`` over the partitions held; safe from another thread."""
+        return self._live.get(slice_name, {}).get(value, 0)
 
     def release(self, partitions: Iterable[int]) -> None:
         """Forget partitions handed to another worker; their state is reread if they come back."""
         for partition in partitions:
-            self._partitions.pop(partition, None)
+            part = self._partitions.pop(partition, None)
+            if part is not None:
+                for name, values in part.live.items():
+                    self._live[name].subtract(values)
             self._cache.drop_prefix(user_key(partition, ""))
 
     def unindexed(self) -> list[int]:
@@ -190,12 +199,12 @@ class JobRunner:
                 out.add(row for job in self.jobs for row in job.current_rows(user.user_id, user.get(job)))
             else:
                 user.envelope.applied_offset = offset
-                events = user.on_time
-                if len(events) > 1:
-                    events.sort(key=lambda e: (e.ts, id_hash(e.event_id)))
+                user.on_time.sort()  # by event time, then id hash: the order whatever the arrival order
+                events = [event for _, _, event in user.on_time]
                 for slice_ in self._slices:
-                    out.add(slice_.on_events(user.user_id, user.get(slice_), events))
-                    user.acted(slice_)
+                    if slice_.event_types is None or any(event.type in slice_.event_types for event in events):
+                        out.add(slice_.on_events(user.user_id, user.get(slice_), events))
+                        user.acted(slice_)
             user.changed = True
         self._fire_timers(partition, part, users, out)
         self._write(partition, part, users, out)
@@ -230,13 +239,13 @@ class JobRunner:
                 user_id = key[len(prefix) :].decode()
                 before_write = part.written_while_indexing.get(user_id)
                 if before_write is not None:  # its writes counted the change; the stored value counts the rest
-                    _count_live(part, before_write, 1)
+                    self._count_live(part, before_write, 1)
                     continue
                 value = self._store.get(key)
                 if value is not None:
                     user = UserState(user_id, key, decode_envelope(value), self._slices)
                     part.timers.schedule(user_id, user.deadline(self._slices))
-                    _count_live(part, user.live_before, 1)
+                    self._count_live(part, user.live_before, 1)
             yield min(start + INDEX_STEP, len(keys))
         part.indexed = True
         part.written_while_indexing.clear()
@@ -278,7 +287,7 @@ class JobRunner:
             out.too_late += 1
             return
         clock.observe(event.ts, wall_ms)
-        user.on_time.append(event)
+        user.on_time.append((event.ts, key, event))
 
     def _fire_timers(self, partition: int, part: PartitionState, users: dict[str, UserState], out: Output) -> None:
         watermark = part.clock.watermark(self._lateness_ms)
@@ -315,8 +324,8 @@ class JobRunner:
                 part.written_while_indexing.setdefault(user.user_id, user.live_before)
             after = user.live_after()
             if after != user.live_before:
-                _count_live(part, user.live_before, -1)
-                _count_live(part, after, 1)
+                self._count_live(part, user.live_before, -1)
+                self._count_live(part, after, 1)
         out.writes[clock_key(partition)] = part.clock.to_bytes()
 
     def _partition(self, partition: int) -> PartitionState:
@@ -324,6 +333,13 @@ class JobRunner:
         if part is None:
             part = self._partitions[partition] = PartitionState(PartitionClock.from_bytes(self._store.get(clock_key(partition))))
         return part
+
+    def _count_live(self, part: PartitionState, values: dict[str, int], sign: int) -> None:
+        """Count (``sign`` 1) or uncount (-1) a user's live value per slice; a zero value counts nowhere."""
+        for name, value in values.items():
+            if value:
+                part.live[name][value] += sign
+                self._live[name][value] += sign
 
     def _load(self, partition: int, user_id: str) -> UserState:
         key = user_key(partition, user_id)
@@ -333,11 +349,6 @@ class JobRunner:
         return UserState(user_id, key, decode_envelope(self._store.get(key)), self._slices)
 
 
-def _count_live(part: PartitionState, values: dict[str, int], sign: int) -> None:
-    """Count (``sign`` 1) or uncount (-1) a user's live value per slice; a zero value counts nowhere."""
-    for name, value in values.items():
-        if value:
-            part.live[name][value] += sign
 
 
 def _too_late(event: Event, line: bytes, watermark: int) -> DeadLetter:

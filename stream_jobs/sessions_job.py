@@ -22,6 +22,8 @@ from pulse.outputs import SESSIONS
 from stream_jobs.job import Row
 from stream_jobs.sessionizer import SessionRules, UserSessions, add_events, close_deadline, close_expired, session_rows
 
+SESSIONS_SLICE = "sessions"
+
 
 @dataclass(frozen=True)
 class SessionsJob:
@@ -30,9 +32,10 @@ class SessionsJob:
     rules: SessionRules
     retention_ms: int
 
-    name = "sessions"
+    name = SESSIONS_SLICE
     version = 2
     outputs = (SESSIONS,)
+    event_types = None  # every event is part of a session
 
     def empty(self) -> UserSessions:
         return UserSessions()

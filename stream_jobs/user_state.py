@@ -1,8 +1,9 @@
 """One user's state while a record is handled: the stored envelope, its slices decoded on demand.
 
 Jobs only pay for the slices they touch: a slice is decoded the first time a job asks for
-it, and re-encoded on write only if it was decoded. Its deadline and live count come from
-its header until then.
+it, and re-encoded on write only if a job acted on it (took events or a watermark). Its
+deadline and live count come from its header until then: a slice decoded only to be read
+(republished on a replay, say) is stored again as it was.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ class UserState:
     """A user's envelope plus the slices decoded so far, and what this record brought them."""
 
     __slots__ = ("user_id", "key", "envelope", "decoded", "on_time", "replayed", "changed", "scheduled", "live_before",
-                 "_deadlines")
+                 "_acted", "_deadlines")
 
     def __init__(self, user_id: str, key: bytes, envelope: Envelope, slices: Sequence[Job[Any]],
                  decoded: dict[str, Any] | None = None) -> None:  # fmt: skip
@@ -27,15 +28,16 @@ class UserState:
         self.key = key
         self.envelope = envelope
         self.decoded: dict[str, Any] = {} if decoded is None else decoded  # slices decoded from the envelope
-        self.on_time: list[Event] = []  # new events on time, in arrival order
+        self.on_time: list[tuple[int, int, Event]] = []  # new events on time (event time, id hash, event), in arrival order
         self.replayed: set[int] | None = None  # for a replayed record: id hashes republished so far
         self.changed = False
         self.scheduled = False  # its timer holds its current deadline
-        # deadlines of decoded slices, computed once until a job acts on the slice again (see acted)
-        self._deadlines: dict[str, int | None] = {}
+        self._acted: set[str] = set()  # slices a job acted on, by name: re-encoded on write
+        self._deadlines: dict[str, int | None] = {}  # of acted slices, asked once until a job acts again
         self.live_before: dict[str, int]  # live count per slice as stored
-        if envelope.legacy:  # no headers to trust: decode everything once
+        if envelope.legacy:  # no headers to trust: decode everything once, and write it in the current format
             self.live_before = {slice_.name: slice_.live(self.get(slice_)) for slice_ in slices}
+            self._acted = set(self.live_before)
         else:
             self.live_before = {name: raw.live or 0 for name, raw in envelope.slices.items()}
 
@@ -49,17 +51,17 @@ class UserState:
         return state
 
     def acted(self, slice_: Job[Any]) -> None:
-        """A job took events or a watermark into the slice: its deadline may have moved."""
+        """A job took events or a watermark into the slice: its deadline may have moved, and it is re-encoded."""
+        self._acted.add(slice_.name)
         self._deadlines.pop(slice_.name, None)
 
     def slice_deadline(self, slice_: Job[Any]) -> int | None:
-        """The slice's deadline: from its job once decoded (asked once until the job acts again), else its header."""
+        """The slice's deadline: from its job once it acted (asked once until it acts again), else its header."""
         name = slice_.name
-        if name in self._deadlines:
-            return self._deadlines[name]
-        state = self.decoded.get(name)
-        if state is not None:
-            deadline = self._deadlines[name] = slice_.deadline(state)
+        if name in self._acted:
+            if name in self._deadlines:
+                return self._deadlines[name]
+            deadline = self._deadlines[name] = slice_.deadline(self.decoded[name])
             return deadline
         raw = self.envelope.slices.get(name)
         return None if raw is None else raw.deadline
@@ -79,11 +81,11 @@ class UserState:
         return earliest
 
     def encode(self, slices: Sequence[Job[Any]]) -> bytes | None:
-        """The value to store: decoded slices re-encoded, empty ones dropped; None when nothing of ours is left."""
+        """The value to store: slices a job acted on re-encoded, empty ones dropped; None when nothing of ours is left."""
         for slice_ in slices:
-            state = self.decoded.get(slice_.name)
-            if state is None:
+            if slice_.name not in self._acted:
                 continue
+            state = self.decoded[slice_.name]
             if slice_.is_empty(state):
                 self.envelope.slices.pop(slice_.name, None)
             else:

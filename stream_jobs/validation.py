@@ -15,7 +15,7 @@ import orjson
 
 from pulse.contract import Event, Invalid, validate
 from pulse.dead_letter import DeadLetter
-from pulse.wire import Undecodable, decode_record
+from pulse.wire import Undecodable, iter_record
 
 WIRE_FIELDS = Event._fields  # the keys of Event.to_dict, in its order (the last only when stamped)
 
@@ -40,19 +40,23 @@ def check_record(value: bytes | None, source: str, not_after_ms: int | None = No
         checked.events_in = 1
         checked.dead_letters.append(DeadLetter.failed(b"", "empty_record", "record has no value", source, source))
         return checked
-    for index, (raw, item) in enumerate(decode_record(value)):
-        checked.events_in += 1
-        if isinstance(item, Undecodable):
-            letter = DeadLetter.failed(raw, "bad_json", f"not JSON: {item.error}", source, f"{source}#{index}")
-            checked.dead_letters.append(letter)
+    add_event, add_line, add_letter = checked.events.append, checked.lines.append, checked.dead_letters.append
+    for index, (raw, item) in enumerate(iter_record(value)):  # each decoded event dropped before the next
+        if type(item) is Undecodable:
+            add_letter(DeadLetter.failed(raw, "bad_json", f"not JSON: {item.error}", source, f"{source}#{index}"))
             continue
         result = validate(item, not_after_ms)
-        if isinstance(result, Invalid):
-            checked.dead_letters.append(DeadLetter.refused(raw, result, source, f"{source}#{index}"))
+        if type(result) is Invalid:
+            add_letter(DeadLetter.refused(raw, result, source, f"{source}#{index}"))
         else:
-            checked.events.append(result)
-            checked.lines.append(wire_line(raw, item, result))
+            add_event(result)
+            add_line(wire_line(raw, item, result))
+    checked.events_in = len(checked.events) + len(checked.dead_letters)  # each event is one or the other
     return checked
+
+
+# The keys of an event already in normalised form, in Event.to_dict's order.
+NORMAL_KEYS = frozenset({WIRE_FIELDS[:6], WIRE_FIELDS})  # server_received_at is last, when stamped
 
 
 def wire_line(raw: bytes, obj: dict[str, Any], event: Event) -> bytes:
@@ -61,7 +65,7 @@ def wire_line(raw: bytes, obj: dict[str, Any], event: Event) -> bytes:
     Producers of this project send events in exactly that form, so the worker publishes the
     bytes it read instead of encoding every event again (a JSON parser reads both the same).
     """
-    if (b"\n" not in raw and tuple(obj) in (WIRE_FIELDS[:6], WIRE_FIELDS) and type(obj["ts"]) is int
+    if (b"\n" not in raw and tuple(obj) in NORMAL_KEYS and type(obj["ts"]) is int
             and obj["context"] is event.context and obj.get("server_received_at", 0) is not None):  # fmt: skip
         return raw
     return orjson.dumps(event.to_dict())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import time
 
 import faust
@@ -21,4 +22,24 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     StatusServer(health, settings.worker_metrics_port, settings.bind_host).start()
     divert_aiokafka(metrics.KAFKA)
     app = create_app(settings, health)
+    settle_garbage_collector()
     faust.Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
+
+
+# Objects allocated (less freed) between two young collections, then young collections between two older ones
+GC_THRESHOLDS = (20_000, 20, 20)
+
+
+def settle_garbage_collector() -> None:
+    """Keep the garbage collector from costing a third of the worker's time.
+
+    Every event leaves a few short-lived dicts and tuples behind, so at Python's default
+    thresholds (700, 10, 10) a young collection ran every few events and a full one, walking
+    every module, class and function loaded at start-up, every few thousand: together about
+    35 % of a worker's time on a backlog. Freezing what start-up created takes it out of every
+    collection for good, and larger thresholds collect in fewer, larger rounds. The worker
+    makes few reference cycles (the asyncio machinery), so what waits longer to be freed is small.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from pulse.contract import Event
 from pulse.outputs import CHURN_ALERTS, CHURN_SCORES
 from pulse.settings import ChurnTuning, load_settings
+from stream_jobs import churn_job
 from stream_jobs.churn_job import ChurnJob, ChurnState, alert_id
 from stream_jobs.churn_scoring import Assessment, ChurnRules, next_change, score
 from stream_jobs.churn_windows import DAY_MS, Features, Rating, UserWindows
@@ -612,3 +613,69 @@ def test_the_shortcuts_skip_only_scoring_that_changes_nothing(plan: list[tuple[i
     assert {user: without_wall_clock(r) for user, r in rows.items()} == {
         user: without_wall_clock(r) for user, r in plain_rows.items()
     }
+
+
+# --- what the shortcuts skip ----------------------------------------------------------------
+
+
+def scored(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The event times the job scores at from now on."""
+    times: list[int] = []
+
+    def counting(features: Features, now_ms: int, rules: ChurnRules) -> Assessment:
+        times.append(now_ms)
+        return score(features, now_ms, rules)
+
+    monkeypatch.setattr(churn_job, "score", counting)
+    return times
+
+
+def test_the_first_use_of_a_day_is_not_scored_for_a_user_with_no_signal(monkeypatch: pytest.MonkeyPatch) -> None:
+    job, state = make_job(), ChurnState()
+    job.on_events("u1", state, [ev(1, 0), ev(2, 1.5)])
+    times = scored(monkeypatch)
+    assert job.on_events("u1", state, [ev(3, 2.5), ev(4, 3.5, "page_view", path="/")]) == []
+    assert times == []
+    assert state.now == T0 + round(3.5 * DAY_MS)
+
+
+def test_the_first_use_of_a_day_is_scored_when_a_signal_may_move(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Five active days more than 30 days before: the activity drop may come with any new day."""
+    job, state = make_job(), ChurnState()
+    job.on_events("u1", state, [ev(day + 1, day) for day in range(5)])
+    job.on_events("u1", state, [ev(9, 40)])
+    times = scored(monkeypatch)
+    job.on_events("u1", state, [ev(10, 40.5), ev(11, 41)])
+    assert times == [T0 + 41 * DAY_MS]  # the same day's use is not
+
+
+def test_emails_to_a_user_never_active_are_not_scored(monkeypatch: pytest.MonkeyPatch) -> None:
+    job, state = make_job(), ChurnState()
+    job.on_events("u1", state, [ev(1, 0, "email_sent", campaign="c")])
+    times = scored(monkeypatch)
+    assert job.on_events("u1", state, [ev(2, 3, "email_sent", campaign="c"), ev(3, 9, "ad_click")]) == []
+    assert times == []
+
+
+@settings(max_examples=150, deadline=None)
+@given(steps, st.data())
+def test_the_remembered_next_check_follows_every_change(plan: list[tuple[int, str, int, str]],
+                                                        data: st.DataObject) -> None:  # fmt: skip
+    """The deadline a state remembers is the one a copy decoded from the store works out afresh."""
+    job = make_job(PROPERTY_LATENESS)
+    events = sorted(planned(plan), key=by_key)
+    cuts = data.draw(st.lists(st.integers(1, max(1, len(events) - 1)), max_size=len(events)), label="cuts")
+    states: dict[str, ChurnState] = {}
+
+    def afresh(state: ChurnState) -> int | None:
+        return job.deadline(job.decode(job.encode(state), job.version))
+
+    for record in split(events, cuts):
+        for user in dict.fromkeys(event.user_id for event in record):
+            state = states.setdefault(user, job.empty())
+            job.deadline(state)  # remembered before the events come
+            job.on_events(user, state, [event for event in record if event.user_id == user])
+            assert job.deadline(state) == afresh(state)
+        for user, state in states.items():
+            job.on_watermark(user, state, record[-1].ts - PROPERTY_LATENESS)
+            assert job.deadline(state) == afresh(state)

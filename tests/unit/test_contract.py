@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pulse.contract import Event, Invalid, parse_timestamp, validate
+from pulse import contract
+from pulse.contract import TOP_LEVEL_FIELDS, Event, Invalid, parse_timestamp, validate
 
 BASE = {"event_id": "e1", "type": "signup", "user_id": "u1", "ts": 1_763_856_000_000}
 
@@ -114,3 +115,71 @@ def test_context_fields_are_strings() -> None:
 
 def test_pipeline_stamp_is_allowed() -> None:
     assert isinstance(validate({**BASE, "server_received_at": 1}), Event)
+
+
+# --- the quick reader of the top-level fields agrees with the full check ------------------
+
+VALID_SAMPLES = [
+    BASE,
+    {**BASE, "type": "page_view", "props": {}, "context": {"path": "/pricing", "device": "mobile"}},
+    {**BASE, "type": "page_view", "context": {"url": "https://x.io/a?b=1", "utm_source": "news"}},
+    {**BASE, "type": "purchase", "props": {"order_id": "o1", "amount": 19.99}, "context": {}},
+    {**BASE, "type": "survey_response", "props": {"kind": "csat", "score": 4}},
+    {**BASE, "type": "subscription_started", "props": {"plan": "pro", "mrr": 49}},
+    {**BASE, "type": "custom.video_played", "props": {"seconds": 3}, "context": {"extra": 1}},
+    {**BASE, "event_id": " padded ", "user_id": "x" * 256, "server_received_at": 1_763_856_000_500},
+    {**BASE, "ts": 946_684_800_000},
+]
+ODD_VALUES = [
+    None, "", "   ", " x", "x" * 256, "x" * 257, 0, -1, 1.5, True, False, [], [1], {}, {"a": 1},
+    "2025-11-23T00:00:00Z", "2025-11-23T00:00:00", 946_684_799_999, 946_684_800_000, 4_102_444_799_999,
+    4_102_444_800_000, 1_763_856_000_000, 1_763_856_000_000.0, "custom.x", "custom.X", "page_view", "purchase",
+]  # fmt: skip
+NOT_AFTER = (None, 1_763_856_000_000, 1_763_855_999_999)
+
+
+def mutants(event: dict) -> list[object]:
+    """The event with every top-level field and every known prop and context field dropped or set oddly."""
+    found: list[object] = [event, [event], "event", None]
+    for name in (*TOP_LEVEL_FIELDS, "server_received_at", "extra"):
+        found.append({key: value for key, value in event.items() if key != name})
+        found += [{**event, name: value} for value in ODD_VALUES]
+    for name, keys in (
+        ("props", ("order_id", "amount", "kind", "score", "scale_min")),
+        ("context", ("path", "url", "device")),
+    ):
+        inner = event.get(name) or {}
+        found += [{**event, name: {**inner, key: value}} for key in keys for value in ODD_VALUES]
+        found += [{**event, name: {k: v for k, v in inner.items() if k != key}} for key in inner]
+    return found
+
+
+def test_the_usual_events_take_the_quick_reader() -> None:
+    for event in VALID_SAMPLES:
+        assert contract._plain_fields(event, None) is not None, event
+        assert isinstance(validate(event), Event)
+
+
+def test_the_quick_reader_and_the_full_check_give_the_same_verdicts(monkeypatch: pytest.MonkeyPatch) -> None:
+    inputs = [mutant for event in VALID_SAMPLES for mutant in mutants(event)]
+    quick = [validate(obj, not_after) for obj in inputs for not_after in NOT_AFTER]
+    monkeypatch.setattr(contract, "_plain_fields", lambda obj, not_after_ms: None)
+    full = [validate(obj, not_after) for obj in inputs for not_after in NOT_AFTER]
+    assert quick == full
+    assert 0.1 < sum(isinstance(result, Event) for result in quick) / len(quick) < 0.9  # both kinds well covered
+
+
+def test_the_quick_reader_never_accepts_what_the_full_check_refuses() -> None:
+    for obj in (mutant for event in VALID_SAMPLES for mutant in mutants(event)):
+        if not isinstance(obj, dict):
+            continue
+        for not_after in NOT_AFTER:
+            fields = contract._plain_fields(obj, not_after)
+            problems: list = []
+            if fields is not None:
+                assert contract._checked_fields(obj, not_after, problems) == fields and problems == [], obj
+
+
+def test_a_survey_kind_of_the_wrong_type_is_refused_not_raised() -> None:
+    refused = problems({**BASE, "type": "survey_response", "props": {"kind": [], "score": 4}})
+    assert refused == [("bad_prop", "props.kind")]

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -144,6 +145,28 @@ def test_timers_are_rebuilt_from_the_state_after_a_restart(tmp_path: Path) -> No
     closing = restarted.feed(record(login(3, 60, "c")), offset=2)
     assert sorted(r["user_id"] for r in closing.rows[SESSIONS] if r["closed"]) == ["a", "b", "c"]
     assert first.too_late == 0 and restarted.runner.live("sessions") == 1
+
+
+def test_live_counts_leave_with_their_partition(tmp_path: Path) -> None:
+    worker = Worker(tmp_path)
+    worker.feed(record(login(0, 0, "a")), offset=0, partition=0)
+    worker.feed(record(login(1, 0, "b"), login(2, 1, "c")), offset=0, partition=1)
+    assert worker.runner.live("sessions") == 3 and worker.runner.users_with("sessions", 1) == 3
+    worker.runner.release([1])
+    assert worker.runner.live("sessions") == 1 and worker.runner.live_values("sessions") == {1: 1}
+
+
+def test_a_slice_no_event_of_the_record_concerns_is_stored_as_it_was(tmp_path: Path, monkeypatch: Any) -> None:
+    """A login matches no funnel step: after a restart (nothing cached), the funnels slice is not even decoded."""
+    worker = Worker(tmp_path)
+    worker.feed(record({"event_id": "s", "type": "signup", "user_id": "a", "ts": T0}), offset=0)
+    stored = decode_envelope(worker.store[user_key(0, "a")]).slices["funnels"]
+    restarted = Worker(tmp_path)
+    restarted.store.update(worker.store)
+    funnels = next(job for job in restarted.runner.jobs if job.name == "funnels")
+    monkeypatch.setattr(funnels, "decode", lambda data, version: pytest.fail("decoded for nothing"))
+    restarted.feed(record(login(1, 1, "a")), offset=1)
+    assert decode_envelope(restarted.store[user_key(0, "a")]).slices["funnels"] == stored
 
 
 def test_one_state_write_per_user_per_record(tmp_path: Path) -> None:

@@ -55,3 +55,14 @@ def test_an_event_already_in_normalised_form_is_published_as_it_came() -> None:
 def test_a_pretty_printed_event_is_published_on_one_line() -> None:
     checked = check_record(orjson.dumps(GOOD, option=orjson.OPT_INDENT_2), "events/0@2")
     assert checked.lines == [orjson.dumps(checked.events[0].to_dict())]
+
+
+def test_a_record_with_blank_lines_and_an_array_counts_every_event() -> None:
+    bad = {**GOOD, "event_id": "e3", "type": "video_played"}
+    value = b"\n".join([orjson.dumps(GOOD), b"", orjson.dumps([{**GOOD, "event_id": "e2"}, bad]), b""])
+    checked = check_record(value, "events/0@3")
+    assert checked.events_in == 3
+    assert [e.event_id for e in checked.events] == ["e1", "e2"]
+    assert [(d.letter_id, d.reason, d.raw) for d in checked.dead_letters] == [
+        ("events/0@3#2", "unknown_type", orjson.dumps(bad))
+    ]

@@ -16,7 +16,7 @@ checks what they compute.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,9 +58,18 @@ class ReferenceOutcome:
 
 def reference_run(settings: Settings, lines: Iterable[bytes], end_ms: int | None = None) -> ReferenceOutcome:
     """Every line through one runner, then every partition's clock moved to ``end_ms`` (default: now)."""
+    outcome = ReferenceOutcome()
+    for partition, out in calm_pass(settings, lines, end_ms):
+        outcome.add(out)
+        if out.valid_times:
+            outcome.newest[partition] = max(outcome.newest.get(partition, 0), *out.valid_times)
+    return outcome
+
+
+def calm_pass(settings: Settings, lines: Iterable[bytes], end_ms: int | None = None) -> Iterator[tuple[int, Output]]:
+    """The output of each line (with its partition), then of each partition's idle tick at ``end_ms`` (default: now)."""
     store: dict[bytes, bytes] = {}
     runner = JobRunner(settings, store)
-    outcome = ReferenceOutcome()
     offsets = [0] * settings.partitions
     for line in lines:
         try:
@@ -69,16 +78,13 @@ def reference_run(settings: Settings, lines: Iterable[bytes], end_ms: int | None
             user_id = None
         partition = partition_for(user_id, settings.partitions) if isinstance(user_id, str) else 0
         _apply(store, out := runner.process(line, "reference", partition, offsets[partition]))
-        outcome.add(out)
         offsets[partition] += 1
-        if out.valid_times:
-            outcome.newest[partition] = max(outcome.newest.get(partition, 0), *out.valid_times)
+        yield partition, out
     wall_ms = time.time_ns() // 1_000_000 if end_ms is None else end_ms
     idle_ms = int(settings.sessions.idle_close_seconds * 1000)
     for partition in range(settings.partitions):
         _apply(store, out := runner.tick(partition, wall_ms + idle_ms + 1))
-        outcome.add(out)
-    return outcome
+        yield partition, out
 
 
 def _apply(store: dict[bytes, bytes], out: Output) -> None:

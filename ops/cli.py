@@ -30,7 +30,8 @@ environment:
   PULSE_APP_ID           Faust app id and consumer-group prefix (default customer-pulse)
   PULSE_WORKER_METRICS_PORT  worker /metrics port (default 9464)
   PULSE_STATE_STORE      worker table store: memory:// (default) or rocksdb:// (needs rocksdict)
-  PULSE_SINK_PORT        sink port for /query, /healthz and /metrics (default 8124)
+  PULSE_SINK_PORT        sink port for /query, /healthz, /metrics and ClickHouse's HTTP interface (default 8124)
+  PULSE_READER_USER      login of the sink's ClickHouse HTTP interface (default pulse; PULSE_READER_PASSWORD, pulse)
   PULSE_COLLECTOR_PORT   HTTP collector port (default 8088)
   PULSE_BIND_HOST        address the collector, worker and sink listen on (default 127.0.0.1; 0.0.0.0 in containers)
   PULSE_WRITE_KEYS       comma-separated write keys the collector accepts (unset: no auth)
@@ -227,13 +228,15 @@ def _parser() -> argparse.ArgumentParser:
                          help="print every statement (of the single-node variant, or with --cluster the cluster "
                               "variant) instead of running anything; needs no ClickHouse")  # fmt: skip
     worker = command("worker", _worker, "run the stream jobs (Faust worker) in the foreground",
-                     "Validate, de-duplicate and normalise events from the events topic; dead-letter bad input. "
-                     "Serves Prometheus metrics on PULSE_WORKER_METRICS_PORT. Stops on SIGINT/SIGTERM.")  # fmt: skip
+                     "Validate, de-duplicate and normalise events from the events topic (dead-lettering bad input) "
+                     "and run the stream jobs on them: sessions, funnel steps, churn scores and alerts. Serves "
+                     "Prometheus metrics on PULSE_WORKER_METRICS_PORT. Stops on SIGINT/SIGTERM.")  # fmt: skip
     worker.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"])
     command("sink", _sink, "run the ClickHouse sink in the foreground",
-            "Consume the valid-events and dead-letter topics and insert them into ClickHouse in batches, "
-            "committing offsets only after the insert. Serves /query (read-only SQL), /healthz and /metrics "
-            "on PULSE_SINK_PORT. Stops on SIGINT/SIGTERM after flushing.")  # fmt: skip
+            "Consume the output topics (valid events, sessions, funnel steps, churn scores and alerts, CLV "
+            "predictions) and the dead letters, and insert them into ClickHouse in batches, committing offsets "
+            "only after the insert. Serves /query (read-only SQL), ClickHouse's HTTP interface (embedded engine), "
+            "/healthz and /metrics on PULSE_SINK_PORT. Stops on SIGINT/SIGTERM after flushing.")  # fmt: skip
     produce = command("produce", _produce, "publish a JSONL file of events to Kafka (backfill)",
                       "Publish FILE (one JSON event per line, plain or gzip-compressed). Lines that are not JSON or "
                       "break the event contract are reported with their line numbers and sent to the dead-letter "

@@ -69,7 +69,7 @@ def test_rows_are_sharded_by_the_first_sorting_column() -> None:
     keys = {
         m.name: m.statements(CLUSTER)[-1].rsplit("cityHash64(", 1)[1]
         for m in available()
-        if m.name not in ("events_received_at", "funnel_views", "kpi_satisfaction", "kpi_support")
+        if any(statement.startswith("CREATE TABLE") for statement in m.statements())  # views and alters: no key
     }
     assert keys == {"events": "user_id))", "dead_letters": "letter_id))", "sessions": "user_id))",
                     "funnel_steps": "user_id))", "churn": "alert_id))", "clv_predictions": "user_id))"}  # fmt: skip

@@ -10,27 +10,18 @@ engine: chdb opens one engine directory per process at a time, and the module cl
 
 from __future__ import annotations
 
-import re
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import orjson
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from devstack.offline_load import load_tables
 from producers.simulator import Simulation, SimulationConfig, Source, simulate
-from pulse.contract import Event, validate
-from pulse.settings import load_settings
-from sinks.clickhouse import connect
-from sinks.migrations import migrate
+from tests.unit.kpi_views import db_fixture, engine_fixture, event, insert, load_simulation, one, rows, shape_tests
 
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
-EVENT_COLUMNS = ["event_id", "type", "user_id", "ts", "props", "context"]
 SESSION_COLUMNS = [
     "session_id", "user_id", "start", "end", "duration_ms", "events", "page_views", "bounce", "entry_path",
     "exit_path", "utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "referrer", "device",
@@ -73,49 +64,12 @@ VIEW_COLUMNS = {
 MODELS = ("first_touch", "last_touch", "linear")
 
 
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
-    client = connect(f"chdb://{tmp_path_factory.mktemp('kpi_acquisition')}")
-    try:
-        migrate(client)
-        client.command("SYSTEM STOP MERGES events")
-        client.command("SYSTEM STOP MERGES sessions")
-        yield client
-    finally:
-        client.close()
-
-
-@pytest.fixture
-def db(engine: Client) -> Client:
-    engine.database = None  # the default database; the simulator's has its own
-    engine.command("TRUNCATE TABLE events")
-    engine.command("TRUNCATE TABLE sessions")
-    return engine
-
-
-_ids = iter(range(1, 1_000_000))
+engine = engine_fixture("kpi_acquisition", "events", "sessions")
+db = db_fixture("events", "sessions")  # on the default database: the simulator's has its own
 
 
 def at(ts: str) -> datetime:
     return datetime.fromisoformat(ts).replace(tzinfo=UTC)
-
-
-def event(event_type: str, user_id: str, ts: str, context: dict[str, Any] | None = None, **props: Any) -> Event:
-    """A contract-valid event at ``ts`` (UTC, ``2024-05-01 09:00``), with a fresh event_id."""
-    wire = {"event_id": f"e{next(_ids)}", "type": event_type, "user_id": user_id, "ts": f"{ts.replace(' ', 'T')}Z",
-            "props": props, "context": context or {}}  # fmt: skip
-    checked = validate(wire)
-    assert isinstance(checked, Event), checked
-    return checked
-
-
-def insert(db: Client, events: list[Event]) -> None:
-    rows = [
-        [e.event_id, e.type, e.user_id, datetime.fromtimestamp(e.ts / 1000, UTC),
-         orjson.dumps(e.props).decode(), orjson.dumps(e.context).decode()]
-        for e in events
-    ]  # fmt: skip
-    db.insert("events", rows, column_names=EVENT_COLUMNS)
 
 
 def session(user_id: str, start: str, page_views: int = 1, *, utm: tuple[str, ...] = (), referrer: str | None = None,
@@ -130,16 +84,6 @@ def session(user_id: str, start: str, page_views: int = 1, *, utm: tuple[str, ..
 
 def insert_sessions(db: Client, sessions: list[list[Any]]) -> None:
     db.insert("sessions", sessions, column_names=SESSION_COLUMNS)
-
-
-def rows(db: Client, sql: str) -> list[dict[str, Any]]:
-    result = db.query(sql)
-    return [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
-
-
-def one(db: Client, sql: str) -> dict[str, Any]:
-    [row] = rows(db, sql)
-    return row
 
 
 Credits = dict[str, dict[str, tuple[float, float]]]
@@ -157,22 +101,7 @@ def attribution(db: Client, conversion: str, view: str = "kpi_attribution") -> C
 # --- shape --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("view", VIEW_COLUMNS)
-def test_view_columns_are_stable(engine: Client, view: str) -> None:
-    engine.database = None
-    assert engine.query(f"SELECT * FROM {view} LIMIT 0").column_names == tuple(VIEW_COLUMNS[view])
-
-
-def documented_names(path: Path) -> set[str]:
-    return set(re.findall(r"`([a-z0-9_]+)`", path.read_text()))
-
-
-def test_every_view_and_column_is_documented() -> None:
-    text = DOCS.read_text()
-    if "## Acquisition" not in text:
-        pytest.skip("the acquisition section (written to /tmp/docs_acquisition.md) is not merged into docs/metrics.md")
-    missing = {name for view, columns in VIEW_COLUMNS.items() for name in (view, *columns)} - documented_names(DOCS)
-    assert not missing
+test_view_columns_are_stable, test_every_view_and_column_is_documented = shape_tests(VIEW_COLUMNS, "## Acquisition")
 
 
 def test_without_data_the_all_time_views_give_nulls_not_zeros(db: Client) -> None:
@@ -447,7 +376,7 @@ def sim_db(engine: Client, simulation: Simulation) -> Iterator[Client]:
     engine.command(f"CREATE DATABASE IF NOT EXISTS {SIM_DATABASE}")
     engine.database = SIM_DATABASE
     try:
-        load_tables(engine, load_settings({}), list(simulation.lines()), simulation.truth.config.end_ms)
+        load_simulation(engine, simulation)
         yield engine
     finally:
         engine.database = None

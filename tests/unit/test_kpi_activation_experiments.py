@@ -11,24 +11,30 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from devstack.offline_load import load_tables
 from producers.simulator import SimulationConfig, simulate
 from pulse.contract import PRODUCT_USE_TYPES, Event, is_product_use, validate
-from pulse.settings import load_settings
-from sinks.clickhouse import connect
-from sinks.migrations import MIGRATIONS_DIR, migrate
+from sinks.migrations import MIGRATIONS_DIR
+from tests.unit.kpi_views import (
+    by_day,
+    db_fixture,
+    engine_fixture,
+    event,
+    insert,
+    load_simulation,
+    one,
+    page,
+    rows,
+    shape_tests,
+    truncate,
+)
 
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
-COLUMNS = ["event_id", "type", "user_id", "ts", "props", "context"]
 DAY = timedelta(days=1)
 
 ACTIVATION_COLUMNS = [
@@ -65,78 +71,15 @@ VIEW_COLUMNS = {
 }  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
-    client = connect(f"chdb://{tmp_path_factory.mktemp('kpi_activation_clickhouse')}")
-    try:
-        migrate(client)
-        client.command("SYSTEM STOP MERGES events")
-        yield client
-    finally:
-        client.close()
+engine = engine_fixture("kpi_activation_clickhouse", "events")
+db = db_fixture("events")
 
-
-@pytest.fixture
-def db(engine: Client) -> Client:
-    engine.command("TRUNCATE TABLE events")
-    return engine
-
-
-_ids = iter(range(1, 10_000_000))
 T0 = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
-
-
-def event(event_type: str, user_id: str, ts: datetime, context: dict[str, Any] | None = None, **props: Any) -> Event:
-    """A contract-valid event at ``ts`` (UTC), with a fresh event_id."""
-    obj = {"event_id": f"e{next(_ids)}", "type": event_type, "user_id": user_id,
-           "ts": ts.isoformat().replace("+00:00", "Z"), "props": props, "context": context or {}}  # fmt: skip
-    checked = validate(obj)
-    assert isinstance(checked, Event), checked
-    return checked
-
-
-def page(user_id: str, ts: datetime, path: str = "/", **props: Any) -> Event:
-    return event("page_view", user_id, ts, {"path": path}, **props)
-
-
-def insert(db: Client, events: list[Event]) -> None:
-    rows = [
-        [e.event_id, e.type, e.user_id, datetime.fromtimestamp(e.ts / 1000, UTC),
-         orjson.dumps(e.props).decode(), orjson.dumps(e.context).decode()]
-        for e in events
-    ]  # fmt: skip
-    db.insert("events", rows, column_names=COLUMNS)
-
-
-def rows(db: Client, sql: str) -> list[dict[str, Any]]:
-    result = db.query(sql)
-    return [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
-
-
-def one(db: Client, sql: str) -> dict[str, Any]:
-    [row] = rows(db, sql)
-    return row
-
-
-def daily(db: Client, view: str) -> dict[str, dict[str, Any]]:
-    return {str(row.pop("day")): row for row in rows(db, f"SELECT * FROM {view} ORDER BY day")}
 
 
 # --- shape --------------------------------------------------------------------------------
 
-
-@pytest.mark.parametrize("view", VIEW_COLUMNS)
-def test_view_columns_are_stable(engine: Client, view: str) -> None:
-    assert engine.query(f"SELECT * FROM {view} LIMIT 0").column_names == tuple(VIEW_COLUMNS[view])
-
-
-def test_every_view_and_column_is_documented() -> None:
-    text = DOCS.read_text()
-    if "## Activation" not in text:
-        pytest.skip("the activation and experiments sections are not merged into docs/metrics.md yet")
-    documented = set(re.findall(r"`([a-z0-9_]+)`", text))
-    missing = {name for view, columns in VIEW_COLUMNS.items() for name in (view, *columns)} - documented
-    assert not missing
+test_view_columns_are_stable, test_every_view_and_column_is_documented = shape_tests(VIEW_COLUMNS, "## Activation")
 
 
 def test_active_users_are_the_contracts_product_use() -> None:
@@ -165,7 +108,7 @@ def test_the_articles_conversion_example(db: Client) -> None:
     events = [page(f"v{i}", T0 + timedelta(minutes=i % 600)) for i in range(1582)]
     events += [event("signup", f"v{i}", T0 + timedelta(minutes=i % 600, seconds=30)) for i in range(352)]
     insert(db, events)
-    day = daily(db, "kpi_activation_daily")["2024-05-01"]
+    day = by_day(db, "kpi_activation_daily")["2024-05-01"]
     assert (day["visitors"], day["visitors_signed_up"]) == (1582, 352)
     assert day["visitor_conversion_pct"] == pytest.approx(352 * 100 / 1582)
     assert round(day["visitor_conversion_pct"], 2) == 22.25
@@ -244,7 +187,7 @@ def test_each_user_has_its_steps_in_order(story: Client) -> None:
 
 
 def test_activation_daily_puts_each_cohort_on_its_first_day(story: Client) -> None:
-    days = daily(story, "kpi_activation_daily")
+    days = by_day(story, "kpi_activation_daily")
     assert list(days) == ["2024-05-01", "2024-05-02"]
     d1, d2 = days["2024-05-01"], days["2024-05-02"]
     keys = ["visitors", "visitors_signed_up", "signups", "onboarding_started", "onboarded", "converted", "trials",
@@ -409,11 +352,8 @@ def test_no_z_score_when_nobody_or_everybody_converts(db: Client) -> None:
 @pytest.fixture(scope="module")
 def simulated(engine: Client) -> tuple[Any, list[bytes]]:
     simulation = simulate(SimulationConfig(customers=400, days=45, seed=11))
-    lines = list(simulation.lines())
-    for table in ("events", "sessions", "funnel_steps", "churn_scores", "churn_alerts"):
-        engine.command(f"TRUNCATE TABLE {table}")
-    load_tables(engine, load_settings({}), lines, simulation.truth.config.end_ms)
-    return simulation.truth, lines
+    truncate(engine, "events", "sessions", "funnel_steps", "churn_scores", "churn_alerts")
+    return simulation.truth, load_simulation(engine, simulation)
 
 
 def test_activation_equals_the_simulators_truth(engine: Client, simulated: tuple[Any, list[bytes]]) -> None:

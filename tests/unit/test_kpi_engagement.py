@@ -19,22 +19,27 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from devstack.offline_load import load_tables
 from producers.simulator import SimulationConfig, simulate
 from producers.simulator.truth import GroundTruth
-from pulse.contract import PRODUCT_USE_TYPES, Event, validate
-from pulse.settings import load_settings
+from pulse.contract import PRODUCT_USE_TYPES
 from sinks.clickhouse import connect
-from sinks.migrations import migrate
+from tests.unit.kpi_views import (
+    by_day,
+    db_fixture,
+    event,
+    insert,
+    load_simulation,
+    one,
+    open_engine,
+    page,
+    rows,
+    shape_tests,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
-DOCS = ROOT / "docs" / "metrics.md"
-MIGRATION = ROOT / "sinks" / "migrations" / "0011_kpi_engagement.sql"
-EVENT_COLUMNS = ["event_id", "type", "user_id", "ts", "props", "context"]
+MIGRATION = Path(__file__).resolve().parents[2] / "sinks" / "migrations" / "0011_kpi_engagement.sql"
 SESSION_COLUMNS = ["session_id", "user_id", "start", "end", "duration_ms", "events", "page_views", "bounce",
                    "is_first", "closed", "deleted", "version"]  # fmt: skip
 
@@ -66,43 +71,12 @@ def engine_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def engine(engine_dir: Path) -> Iterator[Client]:
-    client = connect(f"chdb://{engine_dir}")
-    try:
-        migrate(client)
-        client.command("SYSTEM STOP MERGES events")
-        client.command("SYSTEM STOP MERGES sessions")
+    """Not :func:`~tests.unit.kpi_views.engine_fixture`: the simulation opens a second client on its directory."""
+    with open_engine(engine_dir, "events", "sessions") as client:
         yield client
-    finally:
-        client.close()
 
 
-@pytest.fixture
-def db(engine: Client) -> Client:
-    engine.command("TRUNCATE TABLE events")
-    engine.command("TRUNCATE TABLE sessions")
-    return engine
-
-
-_ids = iter(range(1, 1_000_000))
-
-
-def event(event_type: str, user_id: str, ts: str, **props: Any) -> Event:
-    """A contract-valid event at ``ts`` (UTC, ``2024-05-01 09:00``), with a fresh event_id."""
-    iso = f"{ts.replace(' ', 'T')}Z"
-    context = {"path": "/"} if event_type == "page_view" else {}
-    checked = validate({"event_id": f"e{next(_ids)}", "type": event_type, "user_id": user_id, "ts": iso,
-                        "props": props, "context": context})  # fmt: skip
-    assert isinstance(checked, Event), checked
-    return checked
-
-
-def insert(db: Client, events: list[Event]) -> None:
-    rows = [
-        [e.event_id, e.type, e.user_id, datetime.fromtimestamp(e.ts / 1000, UTC),
-         orjson.dumps(e.props).decode(), orjson.dumps(e.context).decode()]
-        for e in events
-    ]  # fmt: skip
-    db.insert("events", rows, column_names=EVENT_COLUMNS)
+db = db_fixture("events", "sessions")
 
 
 def session(session_id: str, user_id: str, start: str, minutes: float, events: int, page_views: int,
@@ -114,35 +88,14 @@ def session(session_id: str, user_id: str, start: str, minutes: float, events: i
             events == 1 and page_views == 1, is_first, True, deleted, version]  # fmt: skip
 
 
-def rows(db: Client, sql: str) -> list[dict[str, Any]]:
-    result = db.query(sql)
-    return [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
-
-
-def one(db: Client, sql: str) -> dict[str, Any]:
-    [row] = rows(db, sql)
-    return row
-
-
 def daily(db: Client) -> dict[str, dict[str, Any]]:
-    return {str(row.pop("day")): row for row in rows(db, "SELECT * FROM kpi_engagement_daily ORDER BY day")}
+    """The module's daily view, the one nearly every test reads, by day."""
+    return by_day(db, "kpi_engagement_daily")
 
 
 # --- shape --------------------------------------------------------------------------------
 
-
-@pytest.mark.parametrize("view", VIEW_COLUMNS)
-def test_view_columns_are_stable(engine: Client, view: str) -> None:
-    assert engine.query(f"SELECT * FROM {view} LIMIT 0").column_names == tuple(VIEW_COLUMNS[view])
-
-
-def test_every_view_and_column_is_documented() -> None:
-    text = DOCS.read_text()
-    if "## Engagement" not in text:
-        pytest.skip("the Engagement section is not in docs/metrics.md yet")
-    documented = set(re.findall(r"`([a-z0-9_]+)`", text))
-    missing = {name for view, columns in VIEW_COLUMNS.items() for name in (view, *columns)} - documented
-    assert not missing
+test_view_columns_are_stable, test_every_view_and_column_is_documented = shape_tests(VIEW_COLUMNS, "## Engagement")
 
 
 def test_active_means_product_use_as_the_contract_says() -> None:
@@ -178,13 +131,13 @@ def activity(db: Client) -> Client:
     insert(db, [
         event("login", "a", "2024-05-01 09:00:00"),
         event("feature_used", "a", "2024-05-01 15:00:00", feature="reports"),
-        event("page_view", "a", "2024-05-08 10:00:00"),
+        page("a", "2024-05-08 10:00:00"),
         event("custom.report_exported", "a", "2024-05-31 23:59:59"),
-        event("page_view", "a", "2024-06-01 00:00:00"),
+        page("a", "2024-06-01 00:00:00"),
         event("email_opened", "b", "2024-05-01 08:00:00", campaign="digest"),
         event("survey_response", "b", "2024-05-02 08:00:00", kind="nps", score=9),
         event("ticket_opened", "b", "2024-05-03 08:00:00", ticket_id="t1"),
-        event("page_view", "b", "2024-05-20 18:00:00"),
+        page("b", "2024-05-20 18:00:00"),
         purchase,
         event("subscription_cancelled", "d", "2024-05-06 08:00:00"),
         event("email_opened", "d", "2024-06-10 08:00:00", campaign="digest"),
@@ -374,7 +327,7 @@ def simulated(engine: Client, engine_dir: Path) -> Iterator[tuple[Client, Ground
     engine.command("CREATE DATABASE IF NOT EXISTS simulated")
     client = connect(f"chdb://{engine_dir}?database=simulated")
     try:
-        load_tables(client, load_settings({}), list(sim.lines()), sim.truth.config.end_ms)
+        load_simulation(client, sim)
         yield client, sim.truth
     finally:
         client.close()

@@ -12,26 +12,28 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from devstack.offline_load import load_tables
 from producers.simulator import SimulationConfig, simulate
-from pulse.contract import PRODUCT_USE_TYPES, Event, validate
-from pulse.settings import load_settings
-from sinks.clickhouse import connect
-from sinks.migrations import migrate
+from pulse.contract import PRODUCT_USE_TYPES, Event
+from tests.unit.kpi_views import (
+    by_key,
+    engine_fixture,
+    event,
+    insert,
+    load_simulation,
+    one,
+    rows,
+    shape_tests,
+    truncate,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
-DOCS = ROOT / "docs" / "metrics.md"
-MIGRATIONS = ROOT / "sinks" / "migrations"
-COLUMNS = ["event_id", "type", "user_id", "ts", "props", "context"]
+MIGRATIONS = Path(__file__).resolve().parents[2] / "sinks" / "migrations"
 TABLES = ("events", "sessions", "funnel_steps", "churn_scores", "churn_alerts")
 
 REVENUE_COLUMNS = [
@@ -72,62 +74,13 @@ SIMULATION = SimulationConfig(customers=100, days=40, seed=13, existing_customer
 SETTLED_MS = 24 * 3600 * 1000
 
 
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
-    client = connect(f"chdb://{tmp_path_factory.mktemp('kpi_retention_clickhouse')}")
-    try:
-        migrate(client)
-        client.command("SYSTEM STOP MERGES events")
-        yield client
-    finally:
-        client.close()
-
-
-def truncate(client: Client) -> None:
-    for table in TABLES:
-        client.command(f"TRUNCATE TABLE {table}")
+engine = engine_fixture("kpi_retention_clickhouse", "events")
 
 
 @pytest.fixture
 def db(engine: Client, simulated: dict[str, list[dict[str, Any]]]) -> Client:
-    truncate(engine)  # after the simulation's figures were read (the fixture asks for them first)
+    truncate(engine, *TABLES)  # after the simulation's figures were read (the fixture asks for them first)
     return engine
-
-
-_ids = iter(range(1, 1_000_000))
-
-
-def event(event_type: str, user_id: str, ts: str, **props: Any) -> Event:
-    """A contract-valid event at ``ts`` (UTC, ``2024-05-01 09:00``), with a fresh event_id."""
-    iso = f"{ts.replace(' ', 'T')}Z"
-    checked = validate(
-        {"event_id": f"e{next(_ids)}", "type": event_type, "user_id": user_id, "ts": iso, "props": props}
-    )
-    assert isinstance(checked, Event), checked
-    return checked
-
-
-def insert(db: Client, events: list[Event]) -> None:
-    rows = [
-        [e.event_id, e.type, e.user_id, datetime.fromtimestamp(e.ts / 1000, UTC),
-         orjson.dumps(e.props).decode(), orjson.dumps(e.context).decode()]
-        for e in events
-    ]  # fmt: skip
-    db.insert("events", rows, column_names=COLUMNS)
-
-
-def rows(db: Client, sql: str) -> list[dict[str, Any]]:
-    result = db.query(sql)
-    return [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
-
-
-def one(db: Client, sql: str) -> dict[str, Any]:
-    [row] = rows(db, sql)
-    return row
-
-
-def by_key(db: Client, view: str, key: str) -> dict[str, dict[str, Any]]:
-    return {str(row.pop(key)): row for row in rows(db, f"SELECT * FROM {view} ORDER BY {key}")}
 
 
 def start(user: str, ts: str, mrr: float, plan: str = "pro") -> Event:
@@ -153,18 +106,7 @@ def refund(user: str, ts: str, order_id: str, amount: float) -> Event:
 # --- shape --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("view", VIEW_COLUMNS)
-def test_view_columns_are_stable(engine: Client, view: str) -> None:
-    assert engine.query(f"SELECT * FROM {view} LIMIT 0").column_names == tuple(VIEW_COLUMNS[view])
-
-
-def test_every_view_and_column_is_documented() -> None:
-    text = DOCS.read_text()
-    if "## Retention" not in text:
-        pytest.skip("the retention and revenue sections are not merged into docs/metrics.md yet")
-    documented = set(re.findall(r"`([a-z0-9_]+)`", text))
-    missing = {name for view, columns in VIEW_COLUMNS.items() for name in (view, *columns)} - documented
-    assert not missing
+test_view_columns_are_stable, test_every_view_and_column_is_documented = shape_tests(VIEW_COLUMNS, "## Retention")
 
 
 def test_product_use_is_the_contracts() -> None:
@@ -505,12 +447,12 @@ def simulation() -> Any:
 @pytest.fixture(scope="module")
 def simulated(engine: Client, simulation: Any) -> dict[str, list[dict[str, Any]]]:
     """Every view's rows on the simulator's run; the tables are emptied again afterwards."""
-    truncate(engine)
+    truncate(engine, *TABLES)
     try:
-        load_tables(engine, load_settings({}), list(simulation.lines()), simulation.truth.config.end_ms)
+        load_simulation(engine, simulation)
         return {view: rows(engine, f"SELECT * FROM {view}") for view in VIEW_COLUMNS}
     finally:
-        truncate(engine)
+        truncate(engine, *TABLES)
 
 
 def test_revenue_and_paying_customers_equal_the_truth(simulated: dict[str, list[dict[str, Any]]],

@@ -8,22 +8,13 @@ module opens its own and closes it when done.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from pulse.contract import Event, validate
-from sinks.clickhouse import connect
-from sinks.migrations import migrate
-
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
-COLUMNS = ["event_id", "type", "user_id", "ts", "props", "context"]
+from pulse.contract import Event
+from tests.unit.kpi_views import by_day, db_fixture, engine_fixture, event, insert, one, rows, shape_tests
 
 SATISFACTION_COLUMNS = [
     "nps_responses", "nps_promoters", "nps_passives", "nps_detractors", "nps",
@@ -56,75 +47,17 @@ VIEW_COLUMNS = {
 }  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
-    client = connect(f"chdb://{tmp_path_factory.mktemp('kpi_clickhouse')}")
-    try:
-        migrate(client)
-        client.command("SYSTEM STOP MERGES events")
-        yield client
-    finally:
-        client.close()
-
-
-@pytest.fixture
-def db(engine: Client) -> Client:
-    engine.command("TRUNCATE TABLE events")
-    return engine
-
-
-_ids = iter(range(1, 1_000_000))
-
-
-def event(event_type: str, user_id: str, ts: str, **props: Any) -> Event:
-    """A contract-valid event at ``ts`` (UTC, ``2024-05-01 09:00``), with a fresh event_id."""
-    iso = f"{ts.replace(' ', 'T')}Z"
-    checked = validate(
-        {"event_id": f"e{next(_ids)}", "type": event_type, "user_id": user_id, "ts": iso, "props": props}
-    )
-    assert isinstance(checked, Event), checked
-    return checked
+engine = engine_fixture("kpi_clickhouse", "events")
+db = db_fixture("events")
 
 
 def survey(kind: str, score: float, day: str = "2024-05-01", user_id: str = "u", **props: Any) -> Event:
     return event("survey_response", user_id, f"{day} 12:00:00", kind=kind, score=score, **props)
 
 
-def insert(db: Client, events: list[Event]) -> None:
-    rows = [
-        [e.event_id, e.type, e.user_id, datetime.fromtimestamp(e.ts / 1000, UTC),
-         orjson.dumps(e.props).decode(), orjson.dumps(e.context).decode()]
-        for e in events
-    ]  # fmt: skip
-    db.insert("events", rows, column_names=COLUMNS)
-
-
-def rows(db: Client, sql: str) -> list[dict[str, Any]]:
-    result = db.query(sql)
-    return [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
-
-
-def one(db: Client, sql: str) -> dict[str, Any]:
-    [row] = rows(db, sql)
-    return row
-
-
-def daily(db: Client, view: str) -> dict[str, dict[str, Any]]:
-    return {str(row.pop("day")): row for row in rows(db, f"SELECT * FROM {view} ORDER BY day")}
-
-
 # --- shape --------------------------------------------------------------------------------
 
-
-@pytest.mark.parametrize("view", VIEW_COLUMNS)
-def test_view_columns_are_stable(engine: Client, view: str) -> None:
-    assert engine.query(f"SELECT * FROM {view} LIMIT 0").column_names == tuple(VIEW_COLUMNS[view])
-
-
-def test_every_view_and_column_is_documented() -> None:
-    documented = set(re.findall(r"`([a-z0-9_]+)`", DOCS.read_text()))
-    missing = {name for view, columns in VIEW_COLUMNS.items() for name in (view, *columns)} - documented
-    assert not missing
+test_view_columns_are_stable, test_every_view_and_column_is_documented = shape_tests(VIEW_COLUMNS)
 
 
 def test_without_events_the_all_time_views_give_nulls_not_zeros(db: Client) -> None:
@@ -146,7 +79,7 @@ def test_nps_buckets_follow_the_article(db: Client) -> None:
     buckets = dict(db.query("SELECT toInt64(score), nps_bucket FROM kpi_survey_responses").result_rows)
     assert buckets == {**dict.fromkeys(range(7), "detractor"), 7: "passive", 8: "passive", 9: "promoter",
                        10: "promoter"}  # fmt: skip
-    day = daily(db, "kpi_satisfaction_daily")["2024-05-01"]
+    day = by_day(db, "kpi_satisfaction_daily")["2024-05-01"]
     assert (day["nps_responses"], day["nps_promoters"], day["nps_passives"], day["nps_detractors"]) == (11, 2, 2, 7)
     assert day["nps"] == pytest.approx((2 - 7) / 11 * 100)
 
@@ -164,7 +97,7 @@ def test_nps_spans_minus_100_to_100_and_re_aggregates_over_days(db: Client) -> N
     """003:41: the range is -100..+100. A day of promoters and a day of detractors: +100, -100, all time 0."""
     insert(db, [survey("nps", 10, "2024-05-01", f"p{i}") for i in range(3)])
     insert(db, [survey("nps", 0, "2024-05-02", f"d{i}") for i in range(3)])
-    days = daily(db, "kpi_satisfaction_daily")
+    days = by_day(db, "kpi_satisfaction_daily")
     assert (days["2024-05-01"]["nps"], days["2024-05-02"]["nps"]) == (100.0, -100.0)
     assert one(db, "SELECT nps FROM kpi_satisfaction")["nps"] == 0.0
     summed = one(
@@ -188,7 +121,7 @@ def test_csat_is_the_share_of_satisfied_answers_and_the_mean_score(db: Client) -
     """003:28: satisfied / responses; with 4-5 of 1-5 as satisfied, 85 of 100 give 85% (catalog fixture)."""
     scores = [5] * 40 + [4] * 45 + [3] * 10 + [2] * 3 + [1] * 2
     insert(db, [survey("csat", score, user_id=f"u{i}") for i, score in enumerate(scores)])
-    day = daily(db, "kpi_satisfaction_daily")["2024-05-01"]
+    day = by_day(db, "kpi_satisfaction_daily")["2024-05-01"]
     assert (day["csat_responses"], day["csat_satisfied"], day["csat_pct"]) == (100, 85, 85.0)
     assert (day["csat_score_sum"], day["csat_mean_score"]) == (418.0, 4.18)  # 200 + 180 + 30 + 6 + 2
     assert day["support_csat_responses"] == 0 and day["support_csat_pct"] is None
@@ -216,7 +149,7 @@ def test_ces_is_the_total_score_over_the_respondents(db: Client) -> None:
     """004:37: "dividing the total CES by the number of respondents", on the default 1-7 scale."""
     insert(db, [survey("ces", score, user_id=f"u{i}") for i, score in enumerate([7, 5, 3, 6])])
     insert(db, [survey("ces", 6, "2024-05-02")])
-    days = daily(db, "kpi_satisfaction_daily")
+    days = by_day(db, "kpi_satisfaction_daily")
     assert (days["2024-05-01"]["ces_responses"], days["2024-05-01"]["ces_score_sum"]) == (4, 21.0)
     assert days["2024-05-01"]["ces_mean_score"] == 5.25
     assert one(db, "SELECT ces_responses, ces_mean_score FROM kpi_satisfaction") == {
@@ -244,7 +177,7 @@ def test_support_csat_and_its_response_rate_per_resolution(db: Client) -> None:
         survey("csat", 4, user_id="d"),  # an in-app CSAT, not about a ticket
         survey("ces", 6, user_id="a", ticket_id="t1"),  # a CES answer is no CSAT answer
     ])  # fmt: skip
-    day = daily(db, "kpi_satisfaction_daily")["2024-05-01"]
+    day = by_day(db, "kpi_satisfaction_daily")["2024-05-01"]
     assert (day["csat_responses"], day["csat_satisfied"]) == (3, 2)
     assert (day["support_csat_responses"], day["support_csat_satisfied"], day["support_csat_pct"]) == (2, 1, 50.0)
     assert (day["ticket_resolutions"], day["support_csat_response_pct"]) == (4, 50.0)
@@ -320,7 +253,7 @@ def test_tickets_have_their_times_and_status(timeline: Client) -> None:
 
 
 def test_support_daily_puts_each_step_on_its_day(timeline: Client) -> None:
-    days = daily(timeline, "kpi_support_daily")
+    days = by_day(timeline, "kpi_support_daily")
     assert list(days) == ["2024-05-01", "2024-05-02", "2024-05-03", "2024-05-04", "2024-05-05"]
     opened = {day: (d["tickets_opened"], d["first_responses"], d["tickets_resolved"], d["reopens"], d["backlog"])
               for day, d in days.items()}  # fmt: skip
@@ -395,4 +328,4 @@ def test_events_of_a_ticket_never_opened_are_left_out(db: Client) -> None:
         "first_responses": 0,
         "backlog": 1,
     }
-    assert [d["backlog"] for d in daily(db, "kpi_support_daily").values()] == [1]
+    assert [d["backlog"] for d in by_day(db, "kpi_support_daily").values()] == [1]

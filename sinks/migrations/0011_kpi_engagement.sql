@@ -13,6 +13,10 @@
 -- one row per user and calendar month with product use; kpi_engagement_monthly counts the month's
 -- active users and kpi_power_users its histogram of active days. kpi_engagement covers all time.
 -- Rates come with their numerators and denominators and are NULL when the denominator is 0.
+-- The session figures are written once, in the internal kpi_session_periods (a row per day and one
+-- for all time, by GROUPING SETS); kpi_engagement_daily and kpi_engagement take them from it, and BI
+-- tools should read those public views, not kpi_session_periods. The user figures are each view's
+-- own: the daily ones come from rolling windows over the days, which GROUPING SETS cannot give.
 CREATE VIEW IF NOT EXISTS kpi_sessions AS
 SELECT
     session_id,
@@ -31,6 +35,29 @@ SELECT
 FROM sessions FINAL
 WHERE deleted = 0;
 
+CREATE VIEW IF NOT EXISTS kpi_session_periods AS
+SELECT
+    day,
+    grouping(day) = 1 AS all_time,
+    count() AS sessions,
+    countIf(visit = 1) AS visits,
+    sumIf(events, visit = 1) AS visit_events,
+    if(visits = 0, NULL, visit_events / visits) AS events_per_visit,
+    sumIf(page_views, visit = 1) AS visit_page_views,
+    if(visits = 0, NULL, visit_page_views / visits) AS pages_per_visit,
+    sumIf(duration_s, visit = 1) AS visit_duration_s_sum,
+    if(visits = 0, NULL, visit_duration_s_sum / visits) AS visit_duration_mean_s,
+    if(visits = 0, NULL, quantileExactInclusiveIf(0.5)(duration_s, visit = 1)) AS visit_duration_median_s,
+    countIf(bounce = 1) AS bounces,
+    if(visits = 0, NULL, bounces * 100 / visits) AS bounce_pct,
+    countIf(single_page = 1) AS single_page_visits,
+    if(visits = 0, NULL, single_page_visits * 100 / visits) AS single_page_pct,
+    countIf(first_visit = 1) AS first_visits,
+    countIf(first_visit = 1 AND bounce = 1) AS first_visit_bounces,
+    if(first_visits = 0, NULL, first_visit_bounces * 100 / first_visits) AS first_visit_bounce_pct
+FROM kpi_sessions
+GROUP BY GROUPING SETS ((day), ());
+
 CREATE VIEW IF NOT EXISTS kpi_engagement_daily AS
 SELECT
     day,
@@ -43,19 +70,19 @@ SELECT
     sessions,
     visits,
     visit_events,
-    if(visits = 0, NULL, visit_events / visits) AS events_per_visit,
+    events_per_visit,
     visit_page_views,
-    if(visits = 0, NULL, visit_page_views / visits) AS pages_per_visit,
+    pages_per_visit,
     visit_duration_s_sum,
-    if(visits = 0, NULL, visit_duration_s_sum / visits) AS visit_duration_mean_s,
+    visit_duration_mean_s,
     visit_duration_median_s,
     bounces,
-    if(visits = 0, NULL, bounces * 100 / visits) AS bounce_pct,
+    bounce_pct,
     single_page_visits,
-    if(visits = 0, NULL, single_page_visits * 100 / visits) AS single_page_pct,
+    single_page_pct,
     first_visits,
     first_visit_bounces,
-    if(first_visits = 0, NULL, first_visit_bounces * 100 / first_visits) AS first_visit_bounce_pct
+    first_visit_bounce_pct
 FROM
 (
     SELECT
@@ -65,22 +92,9 @@ FROM
         max(if(dau > 0 OR sessions > 0, day, toDate(0))) OVER () AS last_day
     FROM
     (
-        SELECT
-            day,
-            sum(active) AS dau,
-            sum(new) AS new_users,
-            sum(wau_step) AS wau_change,
-            sum(mau_step) AS mau_change,
-            sum(all_sessions) AS sessions,
-            sum(visit_count) AS visits,
-            sum(events_in_visits) AS visit_events,
-            sum(pages_in_visits) AS visit_page_views,
-            sum(duration_in_visits) AS visit_duration_s_sum,
-            max(duration_median) AS visit_duration_median_s,
-            sum(bounce_count) AS bounces,
-            sum(single_page_count) AS single_page_visits,
-            sum(first_visit_count) AS first_visits,
-            sum(first_visit_bounce_count) AS first_visit_bounces
+        -- A day without product use has dau 0 (and the session figures of kpi_session_periods),
+        -- a day without sessions has 0 sessions and NULL rates, as have the days WITH FILL adds.
+        SELECT *
         FROM
         (
             -- Each user's active days d, in order, after the previous one p (1970-01-01 before the
@@ -89,20 +103,10 @@ FROM
             -- and stops at d + 7; the same for 30 days.
             SELECT
                 change.1 AS day,
-                toUInt64(change.2) AS active,
-                toUInt64(change.3) AS new,
-                toInt64(change.4) AS wau_step,
-                toInt64(change.5) AS mau_step,
-                toUInt64(0) AS all_sessions,
-                toUInt64(0) AS visit_count,
-                toUInt64(0) AS events_in_visits,
-                toUInt64(0) AS pages_in_visits,
-                0. AS duration_in_visits,
-                CAST(NULL AS Nullable(Float64)) AS duration_median,
-                toUInt64(0) AS bounce_count,
-                toUInt64(0) AS single_page_count,
-                toUInt64(0) AS first_visit_count,
-                toUInt64(0) AS first_visit_bounce_count
+                sum(change.2) AS dau,
+                sum(change.3) AS new_users,
+                sum(change.4) AS wau_change,
+                sum(change.5) AS mau_change
             FROM
             (
                 SELECT
@@ -122,23 +126,9 @@ FROM
                 (greatest(d, p + 30), toUInt8(0), toUInt8(0), toInt8(0), toInt8(1)),
                 (d + 30, toUInt8(0), toUInt8(0), toInt8(0), toInt8(-1))
             ], days, previous, arrayEnumerate(days))) AS change
-            UNION ALL
-            SELECT
-                day, 0, 0, 0, 0,
-                count(),
-                countIf(visit = 1),
-                sumIf(events, visit = 1),
-                sumIf(page_views, visit = 1),
-                sumIf(duration_s, visit = 1),
-                if(countIf(visit = 1) = 0, NULL, quantileExactInclusiveIf(0.5)(duration_s, visit = 1)),
-                countIf(bounce = 1),
-                countIf(single_page = 1),
-                countIf(first_visit = 1),
-                countIf(first_visit = 1 AND bounce = 1)
-            FROM kpi_sessions
             GROUP BY day
-        )
-        GROUP BY day
+        ) AS activity
+        FULL JOIN (SELECT * EXCEPT (all_time) FROM kpi_session_periods WHERE NOT all_time) AS per_day USING (day)
         ORDER BY day WITH FILL
     )
     WINDOW running AS (ORDER BY day ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
@@ -193,44 +183,14 @@ FROM (SELECT month, active_days, count() OVER (PARTITION BY month) AS month_user
 GROUP BY month, active_days;
 
 CREATE VIEW IF NOT EXISTS kpi_engagement AS
-SELECT
-    sum(seen) AS users,
-    sum(active) AS active_users,
-    sum(returning) AS returning_users,
-    sum(active_day_count) AS active_user_days,
-    sum(all_sessions) AS sessions,
-    sum(visit_count) AS visits,
-    sum(events_in_visits) AS visit_events,
-    if(visits = 0, NULL, visit_events / visits) AS events_per_visit,
-    sum(pages_in_visits) AS visit_page_views,
-    if(visits = 0, NULL, visit_page_views / visits) AS pages_per_visit,
-    sum(duration_in_visits) AS visit_duration_s_sum,
-    if(visits = 0, NULL, visit_duration_s_sum / visits) AS visit_duration_mean_s,
-    max(duration_median) AS visit_duration_median_s,
-    sum(bounce_count) AS bounces,
-    if(visits = 0, NULL, bounces * 100 / visits) AS bounce_pct,
-    sum(single_page_count) AS single_page_visits,
-    if(visits = 0, NULL, single_page_visits * 100 / visits) AS single_page_pct,
-    sum(first_visit_count) AS first_visits,
-    sum(first_visit_bounce_count) AS first_visit_bounces,
-    if(first_visits = 0, NULL, first_visit_bounces * 100 / first_visits) AS first_visit_bounce_pct
+SELECT *
 FROM
 (
     SELECT
-        count() AS seen,
-        countIf(days > 0) AS active,
-        countIf(days > 1) AS returning,
-        sum(days) AS active_day_count,
-        toUInt64(0) AS all_sessions,
-        toUInt64(0) AS visit_count,
-        toUInt64(0) AS events_in_visits,
-        toUInt64(0) AS pages_in_visits,
-        0. AS duration_in_visits,
-        CAST(NULL AS Nullable(Float64)) AS duration_median,
-        toUInt64(0) AS bounce_count,
-        toUInt64(0) AS single_page_count,
-        toUInt64(0) AS first_visit_count,
-        toUInt64(0) AS first_visit_bounce_count
+        count() AS users,
+        countIf(days > 0) AS active_users,
+        countIf(days > 1) AS returning_users,
+        sum(days) AS active_user_days
     FROM
     (
         SELECT uniqExactIf(toDate(ts), type IN ('page_view', 'signup', 'login', 'onboarding_step',
@@ -240,18 +200,5 @@ FROM
         FROM events
         GROUP BY user_id
     )
-    UNION ALL
-    SELECT
-        0, 0, 0, 0,
-        count(),
-        countIf(visit = 1),
-        sumIf(events, visit = 1),
-        sumIf(page_views, visit = 1),
-        sumIf(duration_s, visit = 1),
-        if(countIf(visit = 1) = 0, NULL, quantileExactInclusiveIf(0.5)(duration_s, visit = 1)),
-        countIf(bounce = 1),
-        countIf(single_page = 1),
-        countIf(first_visit = 1),
-        countIf(first_visit = 1 AND bounce = 1)
-    FROM kpi_sessions
-)
+) AS people
+CROSS JOIN (SELECT * EXCEPT (day, all_time) FROM kpi_session_periods WHERE all_time) AS all_sessions

@@ -9,6 +9,11 @@
 -- paying customer); a conversion's touches are the user's visits that started at or before it, and
 -- its revenue is the user's net revenue to date (purchases minus refunds). Money is summed in cents.
 -- Each rate comes with its numerator and denominator and is NULL when the denominator is 0.
+-- Figures asked for at two grains are written once, in an internal view that gives every grain at
+-- once by GROUPING SETS: kpi_traffic_periods, kpi_campaign_engagement_periods, kpi_attribution_periods
+-- and kpi_acquisition_periods (per day, and all time: all_time = 1) and kpi_channel_returns (per
+-- channel and campaign, and per channel: all_campaigns = 1). The public views (kpi_traffic_daily and
+-- kpi_traffic, ..., kpi_campaign_roi and kpi_cac) are filters over them; BI tools should read those.
 CREATE VIEW IF NOT EXISTS kpi_session_sources AS
 SELECT
     session_id,
@@ -26,9 +31,10 @@ SELECT
 FROM sessions FINAL
 WHERE deleted = 0;
 
-CREATE VIEW IF NOT EXISTS kpi_traffic_daily AS
+CREATE VIEW IF NOT EXISTS kpi_traffic_periods AS
 SELECT
     day,
+    grouping(day) = 1 AS all_time,
     source,
     medium,
     campaign,
@@ -37,23 +43,18 @@ SELECT
     uniqExactIf(user_id, visit = 1) AS visitors,
     sum(page_views) AS page_views
 FROM kpi_session_sources
-GROUP BY day, source, medium, campaign;
+GROUP BY GROUPING SETS ((day, source, medium, campaign), (source, medium, campaign));
+
+CREATE VIEW IF NOT EXISTS kpi_traffic_daily AS
+SELECT * EXCEPT (all_time) FROM kpi_traffic_periods WHERE NOT all_time;
 
 CREATE VIEW IF NOT EXISTS kpi_traffic AS
-SELECT
-    source,
-    medium,
-    campaign,
-    count() AS sessions,
-    countIf(visit = 1) AS visits,
-    uniqExactIf(user_id, visit = 1) AS visitors,
-    sum(page_views) AS page_views
-FROM kpi_session_sources
-GROUP BY source, medium, campaign;
+SELECT * EXCEPT (day, all_time) FROM kpi_traffic_periods WHERE all_time;
 
-CREATE VIEW IF NOT EXISTS kpi_campaign_engagement_daily AS
+CREATE VIEW IF NOT EXISTS kpi_campaign_engagement_periods AS
 SELECT
     day,
+    grouping(day) = 1 AS all_time,
     source,
     medium,
     campaign,
@@ -77,29 +78,13 @@ FROM
     FROM events FINAL
     WHERE type IN ('ad_impression', 'ad_click', 'email_sent', 'email_opened', 'email_clicked')
 )
-GROUP BY day, source, medium, campaign;
+GROUP BY GROUPING SETS ((day, source, medium, campaign), (source, medium, campaign));
+
+CREATE VIEW IF NOT EXISTS kpi_campaign_engagement_daily AS
+SELECT * EXCEPT (all_time) FROM kpi_campaign_engagement_periods WHERE NOT all_time;
 
 CREATE VIEW IF NOT EXISTS kpi_campaign_engagement AS
-SELECT
-    source,
-    medium,
-    campaign,
-    sum(day_ad_impressions) AS ad_impressions,
-    sum(day_ad_clicks) AS ad_clicks,
-    if(ad_impressions = 0, NULL, ad_clicks * 100 / ad_impressions) AS ad_ctr_pct,
-    sum(day_emails_sent) AS emails_sent,
-    sum(day_emails_opened) AS emails_opened,
-    sum(day_emails_clicked) AS emails_clicked,
-    if(emails_sent = 0, NULL, emails_opened * 100 / emails_sent) AS email_open_pct,
-    if(emails_sent = 0, NULL, emails_clicked * 100 / emails_sent) AS email_click_pct,
-    if(emails_opened = 0, NULL, emails_clicked * 100 / emails_opened) AS email_click_to_open_pct
-FROM
-(
-    SELECT source, medium, campaign, ad_impressions AS day_ad_impressions, ad_clicks AS day_ad_clicks,
-           emails_sent AS day_emails_sent, emails_opened AS day_emails_opened, emails_clicked AS day_emails_clicked
-    FROM kpi_campaign_engagement_daily
-)
-GROUP BY source, medium, campaign;
+SELECT * EXCEPT (day, all_time) FROM kpi_campaign_engagement_periods WHERE all_time;
 
 CREATE VIEW IF NOT EXISTS kpi_marketing_spend_daily AS
 SELECT
@@ -153,9 +138,10 @@ FROM
 ARRAY JOIN [('signup', signup_at), ('subscription', subscription_at), ('customer', customer_at)] AS step
 WHERE step.2 IS NOT NULL;
 
-CREATE VIEW IF NOT EXISTS kpi_attribution_daily AS
+CREATE VIEW IF NOT EXISTS kpi_attribution_periods AS
 SELECT
     day,
+    grouping(day) = 1 AS all_time,
     model,
     conversion,
     credit.1 AS source,
@@ -178,114 +164,59 @@ FROM
     ARRAY JOIN ['first_touch', 'last_touch', 'linear'] AS model
 )
 ARRAY JOIN credits AS credit
-GROUP BY day, model, conversion, source, medium, campaign;
+GROUP BY GROUPING SETS ((day, model, conversion, source, medium, campaign), (model, conversion, source, medium, campaign));
+
+CREATE VIEW IF NOT EXISTS kpi_attribution_daily AS
+SELECT * EXCEPT (all_time) FROM kpi_attribution_periods WHERE NOT all_time;
 
 CREATE VIEW IF NOT EXISTS kpi_attribution AS
+SELECT * EXCEPT (day, all_time) FROM kpi_attribution_periods WHERE all_time;
+
+CREATE VIEW IF NOT EXISTS kpi_channel_returns AS
 SELECT
     model,
-    conversion,
-    source,
-    medium,
+    channel,
     campaign,
-    sum(day_conversions) AS conversions,
-    sum(day_revenue) AS revenue
-FROM (SELECT *, conversions AS day_conversions, revenue AS day_revenue FROM kpi_attribution_daily)
-GROUP BY model, conversion, source, medium, campaign;
+    grouping(campaign) = 1 AS all_campaigns,
+    sum(spend_part) AS spend,
+    sum(signup_part) AS signups,
+    if(signups = 0, NULL, spend / signups) AS cost_per_signup,
+    sum(customer_part) AS new_customers,
+    if(new_customers = 0, NULL, spend / new_customers) AS cac,
+    sum(revenue_part) AS revenue,
+    if(new_customers = 0, NULL, revenue / new_customers) AS clv,
+    if(spend = 0 OR new_customers = 0, NULL, clv / cac) AS clv_cac_ratio,
+    if(spend = 0, NULL, (revenue - spend) * 100 / spend) AS roi_pct
+FROM
+(
+    SELECT model, source AS channel, campaign, 0. AS spend_part,
+           if(conversion = 'signup', conversions, 0.) AS signup_part,
+           if(conversion = 'customer', conversions, 0.) AS customer_part,
+           if(conversion = 'customer', revenue, 0.) AS revenue_part
+    FROM kpi_attribution
+    WHERE conversion IN ('signup', 'customer')
+    UNION ALL
+    SELECT model, channel, campaign, spend_part, 0. AS signup_part, 0. AS customer_part, 0. AS revenue_part
+    FROM
+    (
+        SELECT channel, campaign, sum(toInt64(round(spend * 100))) / 100 AS spend_part
+        FROM kpi_marketing_spend_daily
+        GROUP BY channel, campaign
+    )
+    ARRAY JOIN ['first_touch', 'last_touch', 'linear'] AS model
+)
+GROUP BY GROUPING SETS ((model, channel, campaign), (model, channel));
 
 CREATE VIEW IF NOT EXISTS kpi_campaign_roi AS
-SELECT
-    model,
-    channel,
-    campaign,
-    spend,
-    signups,
-    if(signups = 0, NULL, spend / signups) AS cost_per_signup,
-    new_customers,
-    if(new_customers = 0, NULL, spend / new_customers) AS cac,
-    revenue,
-    if(new_customers = 0, NULL, revenue / new_customers) AS clv,
-    if(spend = 0 OR new_customers = 0, NULL, clv / cac) AS clv_cac_ratio,
-    if(spend = 0, NULL, (revenue - spend) * 100 / spend) AS roi_pct
-FROM
-(
-    SELECT model, channel, campaign, sum(spend_part) AS spend, sum(signup_part) AS signups,
-           sum(customer_part) AS new_customers, sum(revenue_part) AS revenue
-    FROM
-    (
-        SELECT model, source AS channel, campaign, 0. AS spend_part,
-               if(conversion = 'signup', conversions, 0.) AS signup_part,
-               if(conversion = 'customer', conversions, 0.) AS customer_part,
-               if(conversion = 'customer', revenue, 0.) AS revenue_part
-        FROM kpi_attribution
-        WHERE conversion IN ('signup', 'customer')
-        UNION ALL
-        SELECT model, channel, campaign, spend_part, 0. AS signup_part, 0. AS customer_part, 0. AS revenue_part
-        FROM
-        (
-            SELECT channel, campaign, sum(toInt64(round(spend * 100))) / 100 AS spend_part
-            FROM kpi_marketing_spend_daily
-            GROUP BY channel, campaign
-        )
-        ARRAY JOIN ['first_touch', 'last_touch', 'linear'] AS model
-    )
-    GROUP BY model, channel, campaign
-);
+SELECT * EXCEPT (all_campaigns) FROM kpi_channel_returns WHERE NOT all_campaigns;
 
 CREATE VIEW IF NOT EXISTS kpi_cac AS
-SELECT
-    model,
-    channel,
-    spend,
-    signups,
-    if(signups = 0, NULL, spend / signups) AS cost_per_signup,
-    new_customers,
-    if(new_customers = 0, NULL, spend / new_customers) AS cac,
-    revenue,
-    if(new_customers = 0, NULL, revenue / new_customers) AS clv,
-    if(spend = 0 OR new_customers = 0, NULL, clv / cac) AS clv_cac_ratio,
-    if(spend = 0, NULL, (revenue - spend) * 100 / spend) AS roi_pct
-FROM
-(
-    SELECT model, channel, sum(campaign_spend) AS spend, sum(campaign_signups) AS signups,
-           sum(campaign_customers) AS new_customers, sum(campaign_revenue) AS revenue
-    FROM
-    (
-        SELECT model, channel, spend AS campaign_spend, signups AS campaign_signups,
-               new_customers AS campaign_customers, revenue AS campaign_revenue
-        FROM kpi_campaign_roi
-    )
-    GROUP BY model, channel
-);
+SELECT * EXCEPT (campaign, all_campaigns) FROM kpi_channel_returns WHERE all_campaigns;
 
-CREATE VIEW IF NOT EXISTS kpi_acquisition_daily AS
+CREATE VIEW IF NOT EXISTS kpi_acquisition_periods AS
 SELECT
     day,
-    countIf(part = 'visit') AS visits,
-    uniqExactIf(user_id, part = 'visit') AS visitors,
-    countIf(part = 'signup') AS signups,
-    countIf(part = 'subscription') AS subscriptions,
-    countIf(part = 'customer') AS new_customers,
-    sumIf(cents, part = 'spend') / 100 AS spend,
-    if(signups = 0, NULL, spend / signups) AS cost_per_signup,
-    if(new_customers = 0, NULL, spend / new_customers) AS cac,
-    sumIf(cents, part = 'revenue') / 100 AS revenue
-FROM
-(
-    SELECT day, 'visit' AS part, user_id, toInt64(0) AS cents FROM kpi_session_sources WHERE visit = 1
-    UNION ALL
-    SELECT toDate(ts) AS day, 'revenue' AS part, user_id,
-           if(type = 'refund', -1, 1) * toInt64(round(JSONExtractFloat(props, 'amount') * 100)) AS cents
-    FROM events FINAL
-    WHERE type IN ('purchase', 'refund')
-    UNION ALL
-    SELECT day, conversion AS part, user_id, toInt64(0) AS cents FROM kpi_conversions
-    UNION ALL
-    SELECT day, 'spend' AS part, '' AS user_id, toInt64(round(spend * 100)) AS cents FROM kpi_marketing_spend_daily
-)
-GROUP BY day;
-
-CREATE VIEW IF NOT EXISTS kpi_acquisition AS
-SELECT
+    grouping(day) = 1 AS all_time,
     countIf(part = 'visit') AS visits,
     uniqExactIf(user_id, part = 'visit') AS visitors,
     countIf(part = 'signup') AS signups,
@@ -300,14 +231,21 @@ SELECT
     if(spend = 0, NULL, (revenue - spend) * 100 / spend) AS roi_pct
 FROM
 (
-    SELECT 'visit' AS part, user_id, toInt64(0) AS cents FROM kpi_session_sources WHERE visit = 1
+    SELECT day, 'visit' AS part, user_id, toInt64(0) AS cents FROM kpi_session_sources WHERE visit = 1
     UNION ALL
-    SELECT 'revenue' AS part, user_id,
+    SELECT toDate(ts) AS day, 'revenue' AS part, user_id,
            if(type = 'refund', -1, 1) * toInt64(round(JSONExtractFloat(props, 'amount') * 100)) AS cents
     FROM events FINAL
     WHERE type IN ('purchase', 'refund')
     UNION ALL
-    SELECT conversion AS part, user_id, toInt64(0) AS cents FROM kpi_conversions
+    SELECT day, conversion AS part, user_id, toInt64(0) AS cents FROM kpi_conversions
     UNION ALL
-    SELECT 'spend' AS part, '' AS user_id, toInt64(round(spend * 100)) AS cents FROM kpi_marketing_spend_daily
+    SELECT day, 'spend' AS part, '' AS user_id, toInt64(round(spend * 100)) AS cents FROM kpi_marketing_spend_daily
 )
+GROUP BY GROUPING SETS ((day), ());
+
+CREATE VIEW IF NOT EXISTS kpi_acquisition_daily AS
+SELECT * EXCEPT (all_time, clv, clv_cac_ratio, roi_pct) FROM kpi_acquisition_periods WHERE NOT all_time;
+
+CREATE VIEW IF NOT EXISTS kpi_acquisition AS
+SELECT * EXCEPT (day, all_time) FROM kpi_acquisition_periods WHERE all_time

@@ -6,8 +6,10 @@
 -- rounded to the cent), in the one currency the amounts are in. An order is a purchase event; a
 -- refund counts on the day it is made, so a past day's figures never change, and revenue is the
 -- purchases minus the refunds. A paying customer of a period is a user with a purchase in it.
--- kpi_orders is one row per props.order_id with a purchase, its refunds netted. kpi_revenue_daily
--- and kpi_revenue_monthly group by UTC day and calendar month, kpi_revenue covers all time.
+-- kpi_orders is one row per props.order_id with a purchase, its refunds netted. The internal view
+-- kpi_revenue_periods computes the figures once for every UTC day, every calendar month and all
+-- time at once (GROUPING SETS; its period column is 'day', 'month' or 'all'); kpi_revenue_daily,
+-- kpi_revenue_monthly and kpi_revenue are its rows of each period, and are what BI tools should read.
 -- kpi_clv_cohorts gives each cohort of customers (the month of their first purchase) its average
 -- order value, purchases per customer per month observed, and the CLV: their product times the
 -- customer lifespan of kpi_retention_monthly (migration 0013). Ratios are NULL when their
@@ -44,9 +46,11 @@ FROM
     HAVING countIf(type = 'purchase') > 0
 );
 
-CREATE VIEW IF NOT EXISTS kpi_revenue_daily AS
+CREATE VIEW IF NOT EXISTS kpi_revenue_periods AS
 SELECT
     toDate(ts) AS day,
+    toStartOfMonth(ts) AS month,
+    multiIf(grouping(day) = 0, 'day', grouping(month) = 0, 'month', 'all') AS period,
     countIf(type = 'purchase') AS orders,
     sumIf(cents, type = 'purchase') / 100 AS gross_revenue,
     countIf(type = 'refund') AS refunds,
@@ -55,7 +59,11 @@ SELECT
     uniqExactIf(user_id, type = 'purchase') AS paying_customers,
     if(orders = 0, NULL, revenue / orders) AS average_order_value,
     if(paying_customers = 0, NULL, orders / paying_customers) AS purchase_frequency,
-    if(paying_customers = 0, NULL, revenue / paying_customers) AS customer_value
+    if(paying_customers = 0, NULL, revenue / paying_customers) AS customer_value,
+    -- The customers with more than one purchase in the period: each one's purchases, counted by user.
+    toUInt64(arrayCount(n -> n > 1, mapValues(sumMapIf(map(user_id, toUInt64(1)), type = 'purchase'))))
+        AS repeat_customers,
+    if(paying_customers = 0, NULL, repeat_customers * 100 / paying_customers) AS repeat_purchase_pct
 FROM
 (
     SELECT user_id, ts, type, any(toInt64(round(JSONExtractFloat(props, 'amount') * 100))) AS cents
@@ -63,70 +71,16 @@ FROM
     WHERE type IN ('purchase', 'refund')
     GROUP BY user_id, ts, event_id, type
 )
-GROUP BY day;
+GROUP BY GROUPING SETS ((day), (month), ());
+
+CREATE VIEW IF NOT EXISTS kpi_revenue_daily AS
+SELECT * EXCEPT (month, period, repeat_customers, repeat_purchase_pct) FROM kpi_revenue_periods WHERE period = 'day';
 
 CREATE VIEW IF NOT EXISTS kpi_revenue_monthly AS
-SELECT
-    month,
-    sum(purchases) AS orders,
-    sum(purchase_cents) / 100 AS gross_revenue,
-    sum(user_refunds) AS refunds,
-    sum(refund_cents) / 100 AS refunded_amount,
-    (sum(purchase_cents) - sum(refund_cents)) / 100 AS revenue,
-    countIf(purchases > 0) AS paying_customers,
-    if(orders = 0, NULL, revenue / orders) AS average_order_value,
-    if(paying_customers = 0, NULL, orders / paying_customers) AS purchase_frequency,
-    if(paying_customers = 0, NULL, revenue / paying_customers) AS customer_value,
-    countIf(purchases > 1) AS repeat_customers,
-    if(paying_customers = 0, NULL, repeat_customers * 100 / paying_customers) AS repeat_purchase_pct
-FROM
-(
-    SELECT
-        toStartOfMonth(ts) AS month,
-        countIf(type = 'purchase') AS purchases,
-        sumIf(cents, type = 'purchase') AS purchase_cents,
-        countIf(type = 'refund') AS user_refunds,
-        sumIf(cents, type = 'refund') AS refund_cents
-    FROM
-    (
-        SELECT user_id, ts, type, any(toInt64(round(JSONExtractFloat(props, 'amount') * 100))) AS cents
-        FROM events
-        WHERE type IN ('purchase', 'refund')
-        GROUP BY user_id, ts, event_id, type
-    )
-    GROUP BY month, user_id
-)
-GROUP BY month;
+SELECT * EXCEPT (day, period) FROM kpi_revenue_periods WHERE period = 'month';
 
 CREATE VIEW IF NOT EXISTS kpi_revenue AS
-SELECT
-    sum(purchases) AS orders,
-    sum(purchase_cents) / 100 AS gross_revenue,
-    sum(user_refunds) AS refunds,
-    sum(refund_cents) / 100 AS refunded_amount,
-    (sum(purchase_cents) - sum(refund_cents)) / 100 AS revenue,
-    countIf(purchases > 0) AS paying_customers,
-    if(orders = 0, NULL, revenue / orders) AS average_order_value,
-    if(paying_customers = 0, NULL, orders / paying_customers) AS purchase_frequency,
-    if(paying_customers = 0, NULL, revenue / paying_customers) AS customer_value,
-    countIf(purchases > 1) AS repeat_customers,
-    if(paying_customers = 0, NULL, repeat_customers * 100 / paying_customers) AS repeat_purchase_pct
-FROM
-(
-    SELECT
-        countIf(type = 'purchase') AS purchases,
-        sumIf(cents, type = 'purchase') AS purchase_cents,
-        countIf(type = 'refund') AS user_refunds,
-        sumIf(cents, type = 'refund') AS refund_cents
-    FROM
-    (
-        SELECT user_id, ts, type, any(toInt64(round(JSONExtractFloat(props, 'amount') * 100))) AS cents
-        FROM events
-        WHERE type IN ('purchase', 'refund')
-        GROUP BY user_id, ts, event_id, type
-    )
-    GROUP BY user_id
-);
+SELECT * EXCEPT (day, month, period) FROM kpi_revenue_periods WHERE period = 'all';
 
 CREATE VIEW IF NOT EXISTS kpi_clv_cohorts AS
 SELECT

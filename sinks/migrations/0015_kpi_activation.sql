@@ -3,10 +3,13 @@
 -- feature adoption. kpi_activation_users is one row per user with a page view or an activation
 -- event: when each step was first reached, in order (a step only counts at or after the one it
 -- follows: onboarding after the signup, a paid subscription within 60 days of the trial's start,
--- a first purchase or subscription after the signup), and the times between. kpi_activation_daily
--- puts each user on the day of the step its cohort starts from: the first page view for the
--- visitor figures, the signup for onboarding and conversion, the trial's start for trial-to-paid; a cohort's later steps count on that day
--- whenever they happen, so every column sums over days. kpi_activation covers all time.
+-- a first purchase or subscription after the signup), and the times between. The internal view
+-- kpi_activation_periods computes the figures once for every UTC day and for all time (GROUPING
+-- SETS; all_time marks the all-time row); kpi_activation_daily and kpi_activation are its rows, and
+-- are what BI tools should read. A day's figures put each user on the day of the step its cohort
+-- starts from: the first page view for the visitor figures, the signup for onboarding and
+-- conversion, the trial's start for trial-to-paid; a cohort's later steps count on that day
+-- whenever they happen, so every column sums over days.
 -- kpi_feature_adoption_daily / _monthly / kpi_feature_adoption give, per feature, the users who
 -- used it over the active users (any product use, as pulse.contract.is_product_use) of the same
 -- UTC day, calendar month or all time. These views read first times and distinct users, which a
@@ -56,9 +59,10 @@ FROM
     GROUP BY user_id
 );
 
-CREATE VIEW IF NOT EXISTS kpi_activation_daily AS
+CREATE VIEW IF NOT EXISTS kpi_activation_periods AS
 SELECT
     day,
+    grouping(day) = 1 AS all_time,
     countIf(step = 'visit') AS visitors,
     countIf(step = 'visit' AND done = 1) AS visitors_signed_up,
     if(visitors = 0, NULL, visitors_signed_up * 100 / visitors) AS visitor_conversion_pct,
@@ -100,51 +104,13 @@ FROM
         (toDate(trial_started_at), 'trial', trial_converted, trial_to_paid_s)
     ]) AS cohort
 )
-GROUP BY day;
+GROUP BY GROUPING SETS ((day), ());
+
+CREATE VIEW IF NOT EXISTS kpi_activation_daily AS
+SELECT * EXCEPT (all_time) FROM kpi_activation_periods WHERE NOT all_time;
 
 CREATE VIEW IF NOT EXISTS kpi_activation AS
-SELECT
-    countIf(step = 'visit') AS visitors,
-    countIf(step = 'visit' AND done = 1) AS visitors_signed_up,
-    if(visitors = 0, NULL, visitors_signed_up * 100 / visitors) AS visitor_conversion_pct,
-    sumIf(seconds, step = 'visit' AND done = 1) AS visit_to_signup_s_sum,
-    if(visitors_signed_up = 0, NULL, visit_to_signup_s_sum / visitors_signed_up) AS visit_to_signup_mean_s,
-    if(visitors_signed_up = 0, NULL, quantileExactInclusiveIf(0.5)(seconds, step = 'visit' AND done = 1)) AS visit_to_signup_median_s,
-    countIf(step = 'signup') AS signups,
-    countIf(step = 'onboarding_start') AS onboarding_started,
-    countIf(step = 'signup' AND done = 1) AS onboarded,
-    if(signups = 0, NULL, onboarded * 100 / signups) AS onboarding_completion_pct,
-    if(onboarding_started = 0, NULL, onboarded * 100 / onboarding_started) AS onboarding_started_completion_pct,
-    sumIf(seconds, step = 'signup' AND done = 1) AS onboarding_s_sum,
-    if(onboarded = 0, NULL, onboarding_s_sum / onboarded) AS onboarding_mean_s,
-    if(onboarded = 0, NULL, quantileExactInclusiveIf(0.5)(seconds, step = 'signup' AND done = 1)) AS onboarding_median_s,
-    if(onboarded = 0, NULL, quantileExactInclusiveIf(0.9)(seconds, step = 'signup' AND done = 1)) AS onboarding_p90_s,
-    countIf(step = 'conversion' AND done = 1) AS converted,
-    if(signups = 0, NULL, converted * 100 / signups) AS signup_conversion_pct,
-    sumIf(seconds, step = 'conversion' AND done = 1) AS time_to_convert_s_sum,
-    if(converted = 0, NULL, time_to_convert_s_sum / converted) AS time_to_convert_mean_s,
-    if(converted = 0, NULL, quantileExactInclusiveIf(0.5)(seconds, step = 'conversion' AND done = 1)) AS time_to_convert_median_s,
-    if(converted = 0, NULL, quantileExactInclusiveIf(0.9)(seconds, step = 'conversion' AND done = 1)) AS time_to_convert_p90_s,
-    countIf(step = 'trial') AS trials,
-    countIf(step = 'trial' AND done = 1) AS trial_conversions,
-    if(trials = 0, NULL, trial_conversions * 100 / trials) AS trial_to_paid_pct,
-    sumIf(seconds, step = 'trial' AND done = 1) AS trial_to_paid_s_sum,
-    if(trial_conversions = 0, NULL, trial_to_paid_s_sum / trial_conversions) AS trial_to_paid_mean_s,
-    if(trial_conversions = 0, NULL, quantileExactInclusiveIf(0.5)(seconds, step = 'trial' AND done = 1)) AS trial_to_paid_median_s,
-    if(trial_conversions = 0, NULL, quantileExactInclusiveIf(0.9)(seconds, step = 'trial' AND done = 1)) AS trial_to_paid_p90_s
-FROM
-(
-    -- Each user once per cohort it is in, on the day the cohort starts: (day, step, done, seconds).
-    SELECT assumeNotNull(cohort.1) AS day, cohort.2 AS step, cohort.3 AS done, ifNull(cohort.4, 0.) AS seconds
-    FROM kpi_activation_users
-    ARRAY JOIN arrayFilter(c -> c.1 IS NOT NULL, [
-        (toDate(first_seen_at), 'visit', visitor_signed_up, visit_to_signup_s),
-        (toDate(signed_up_at), 'signup', onboarded, onboarding_s),
-        (if(onboarding_started_at IS NULL, NULL, toDate(signed_up_at)), 'onboarding_start', 1, NULL),
-        (toDate(signed_up_at), 'conversion', converted, time_to_convert_s),
-        (toDate(trial_started_at), 'trial', trial_converted, trial_to_paid_s)
-    ]) AS cohort
-);
+SELECT * EXCEPT (day, all_time) FROM kpi_activation_periods WHERE all_time;
 
 CREATE VIEW IF NOT EXISTS kpi_feature_adoption_daily AS
 SELECT day, feature, feature_users, active_users,

@@ -53,6 +53,33 @@ purchase day and CLV (their product) through the sink to the table clv_predictio
 pipeline running (pulse up). Exits 1 when there is too little history to fit.
 """
 
+REPORT_HELP = """\
+Print the KPIs of a period, read from the kpi_* views (docs/metrics.md):
+
+  acquisition   visits, signups, new customers, marketing spend, CAC (spend / new customers)
+  activation    onboarding completion % (onboarded / signups), trial-to-paid % (of the trials)
+  engagement    DAU (mean of the days), MAU (30 days up to --to), stickiness (DAU / MAU), bounce %
+  revenue       revenue (net of refunds), orders, average order value
+  retention     users who churned in the period; churn risk tiers now (latest score per user)
+  satisfaction  NPS (-100..100), CSAT %, CES (mean score)
+  support       tickets opened, median first response of the period's tickets
+
+The period is --from .. --to, UTC days, both included. Rates are recomputed from the summed
+numerators and denominators of the period's days, never averaged over days. Default: the 30
+days up to the newest event's day; --from alone runs to the newest day, --to alone covers the 30
+days up to it.
+
+Prints an aligned table; --json prints the same figures plus the chart series as JSON with stable
+keys (period, acquisition, activation, engagement, revenue, retention, satisfaction, support,
+charts); --html FILE also writes one self-contained HTML page (inline SVG, no network needed)
+with charts: daily actives, NPS trend, funnel steps, weekly retention cohort heat map, churn
+tiers. With the embedded engine the queries go to the running sink (pulse up).
+
+examples: pulse report
+          pulse report --from 2025-11-01 --to 2025-11-30 --json | jq .revenue
+          pulse report --html report.html
+"""
+
 SOAK_HELP = """\
 Check that killing the worker or the sink never changes the results, many times over.
 
@@ -326,6 +353,15 @@ def _parser() -> argparse.ArgumentParser:
                     "Print the result of one SELECT. With the embedded engine the query goes to the running sink.")  # fmt: skip
     query.add_argument("sql", metavar="SQL")
     query.add_argument("--json", action="store_true", help="print {columns, rows} as JSON instead of a table")
+    report = command("report", _report, "the KPIs of a period: table, JSON, or an HTML page with charts",
+                     REPORT_HELP)  # fmt: skip
+    report.add_argument("--from", dest="start", type=_date, metavar="DATE",
+                        help="first day (UTC, YYYY-MM-DD; default 29 days before --to)")  # fmt: skip
+    report.add_argument("--to", dest="end", type=_date, metavar="DATE",
+                        help="last day (UTC, YYYY-MM-DD; default the newest event's day)")  # fmt: skip
+    report.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
+    report.add_argument("--html", type=Path, metavar="FILE",
+                        help="also write the report with its charts as one self-contained HTML page")  # fmt: skip
     up = command("up", _up, "start the local stack in the background",
                  "Start the broker (unless KAFKA_BOOTSTRAP is set), create topics, then the sink, the worker and the "
                  "HTTP collector, "
@@ -599,6 +635,27 @@ def _query(args: argparse.Namespace, settings: Settings) -> int:
     widths = [max(len(str(row[i])) for row in cells) for i in range(len(result.columns))]
     for row in cells:
         print("  ".join(str(value).ljust(width) for value, width in zip(row, widths, strict=True)))
+    return 0
+
+
+def _report(args: argparse.Namespace, settings: Settings) -> int:
+    from ops.reader import run_query
+    from ops.report import build_report, format_table
+
+    if args.start and args.end and args.start > args.end:
+        print(f"pulse report: --from {args.start} is after --to {args.end}", file=sys.stderr)
+        return 2
+    report = build_report(lambda sql: run_query(settings, sql), args.start, args.end)
+    if args.html:
+        from ops.report_html import render_html
+
+        args.html.write_text(render_html(report), encoding="utf-8")
+    if args.json:
+        print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+    else:
+        print(format_table(report))
+    if args.html:
+        print(f"HTML report in {args.html}", file=sys.stderr)
     return 0
 
 

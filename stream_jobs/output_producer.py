@@ -12,8 +12,9 @@ idempotent, in order per partition). Records that must not be durable before the
 (the state's changelog) are **held** until the commit and produced once everything sent
 before them is acknowledged: Kafka orders records within a partition only, so produced
 together, a changelog record could be durable while an output of the same input record is
-lost with a killed worker, which restored from that changelog would not publish it again. librdkafka retries transient failures itself, for as long
-as it takes (``message.timeout.ms`` 0): a broker that is down holds the partition, since
+lost with a killed worker, which restored from that changelog would not publish it again.
+
+librdkafka retries transient failures itself, for as long as it takes (``message.timeout.ms`` 0): a broker that is down holds the partition, since
 :meth:`OutputProducer.make_room` waits while too much is unconfirmed. A delivery that still
 fails for good (known only later, in a delivery report) makes the next flush raise
 :class:`OutputLost`: the commit does not happen, Faust stops the worker, and the records are

@@ -349,8 +349,6 @@ class JobRunner:
         return UserState(user_id, key, decode_envelope(self._store.get(key)), self._slices)
 
 
-
-
 def _too_late(event: Event, line: bytes, watermark: int) -> DeadLetter:
     """A too-late letter's id names the event, not the record: a replay or another packing folds into it."""
     message = f"event time {event.ts} is behind the watermark {watermark} by more than the allowed lateness"

@@ -101,12 +101,9 @@ def timer_rebuild(settings: Settings, store: dict[bytes, bytes], partitions: int
     from stream_jobs.runner import INDEX_STEP, JobRunner
 
     runner = JobRunner(settings, store)
-    wall_ms = time.time_ns() // 1_000_000
-    for partition in range(partitions):
-        runner.tick(partition, wall_ms)  # the partition is held and seen (a tick), its timers not rebuilt yet
     per_partition = []
     gc_was_enabled = gc.isenabled()
-    for partition in runner.unindexed():
+    for partition in runner.unindexed(range(partitions)):
         steps = []
         users = 0
         started = time.perf_counter()

@@ -41,6 +41,14 @@ def create_app(settings: Settings, health: WorkerHealth) -> faust.App:
     topics = Topics.with_prefix(settings.topic_prefix)
     events = EventsAgent(app, settings, topics, health)
 
+    def restored() -> bool:
+        """The held partitions' state is read back (recovery done, no rebalance under way)."""
+        return app.tables.recovery.completed.is_set() and not app.rebalancing
+
+    def held_partitions() -> list[int]:
+        """The events partitions held with their state read back; none while recovering or rebalancing."""
+        return [tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topics.events] if restored() else []
+
     @app.agent(events.source, name="events", concurrency=1)
     async def process_events(stream: faust.StreamT) -> None:
         async for event in stream.events():
@@ -50,9 +58,8 @@ def create_app(settings: Settings, health: WorkerHealth) -> faust.App:
     async def send_ticks() -> None:
         """Tick every partition we hold, so quiet partitions still close their sessions."""
         wall_ms = time.time_ns() // 1_000_000
-        for tp in app.assignor.assigned_actives():
-            if tp.topic == topics.events:
-                await events.send_tick(tp.partition, wall_ms)
+        for partition in held_partitions():
+            await events.send_tick(partition, wall_ms)
 
     @app.on_partitions_revoked.connect
     async def release_partitions(_sender: Any, revoked: set[Any], **_kwargs: Any) -> None:
@@ -61,14 +68,15 @@ def create_app(settings: Settings, health: WorkerHealth) -> faust.App:
     @app.timer(HEALTH_INTERVAL_S)
     async def index_timers() -> None:
         """Rebuild the timers of partitions handed to us, between records."""
-        await events.index_partitions()
+        await events.index_partitions(held_partitions)
 
     @app.timer(HEALTH_INTERVAL_S)
     async def observe_health() -> None:
         """Publish readiness, commits and end offsets for the status thread."""
         consumer = app.consumer
         held = [tp for tp in consumer.assignment() if tp.topic == topics.events]
-        ready = app.tables.recovery.completed.is_set() and not app.rebalancing
+        # ready once the timers are rebuilt too, with a tick behind them in Kafka: what is due gets published
+        ready = restored() and events.timers_rebuilt(held_partitions())
         committed = {tp.partition: consumer._committed_offset.get(tp) for tp in held}  # faust keeps no public view
         highwaters = {tp.partition: end for tp in held if (end := consumer.highwater(tp)) is not None}
         health.observe(time.monotonic(), ready, committed, highwaters)

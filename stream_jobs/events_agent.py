@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable, Iterable
 from functools import partial
 
 import faust
@@ -58,6 +59,7 @@ class EventsAgent:
         self._producer = OutputProducer(settings.bootstrap, track_offsets_of=self._changelog if on_disk else None)
         attach_to_commits(app, self._confirm)
         self._health = health
+        self._indexing = False  # a timer rebuild, or the tick after it, is under way
         # counted by the runner as state changes, read at scrape time: nothing per record
         metrics.OPEN_SESSIONS.set_function(partial(self.runner.live, SESSIONS_SLICE))
         for rank, tier in enumerate(TIERS, start=1):
@@ -88,16 +90,32 @@ class EventsAgent:
             self.state.data.set_persisted_offset(TP(self._changelog, partition), offset)
 
     async def send_tick(self, partition: int, wall_ms: int) -> None:
-        """Queue a tick behind the partition's events."""
-        await self.source.send(value=b"", headers=[(TICK_HEADER, str(wall_ms).encode())], partition=partition)
+        """Queue a tick behind the partition's events; returns once Kafka holds it."""
+        await (await self.source.send(value=b"", headers=[(TICK_HEADER, str(wall_ms).encode())], partition=partition))
 
-    async def index_partitions(self) -> None:
-        """Rebuild the timers of newly held partitions, a step at a time, between records."""
-        for partition in self.runner.unindexed():
-            started = time.perf_counter()
-            for _ in self.runner.index_partition(partition):
-                await asyncio.sleep(0)
-            metrics.TIMER_INDEX_SECONDS.observe(time.perf_counter() - started)
+    async def index_partitions(self, held: Callable[[], list[int]]) -> None:
+        """Rebuild the timers of newly ``held()`` partitions, a step at a time, between records.
+
+        After each, a tick fires the deadlines that passed before the scan reached their
+        users (those of records replayed after a restart, say): without it they would wait
+        for the partition's next event, or for its clock to follow the wall clock. ``held``
+        is asked again after every partition, since a rebalance may take some away meanwhile.
+        """
+        self._indexing = True
+        try:
+            while unindexed := self.runner.unindexed(held()):
+                partition = unindexed[0]
+                started = time.perf_counter()
+                for _ in self.runner.index_partition(partition):
+                    await asyncio.sleep(0)
+                metrics.TIMER_INDEX_SECONDS.observe(time.perf_counter() - started)
+                await self.send_tick(partition, time.time_ns() // 1_000_000)
+        finally:
+            self._indexing = False
+
+    def timers_rebuilt(self, held: Iterable[int]) -> bool:
+        """Whether the ``held`` partitions' timers are rebuilt, each with its tick in Kafka."""
+        return not self._indexing and not self.runner.unindexed(held)
 
     def _process(self, event: faust.EventT) -> Output:
         message = event.message

@@ -1,8 +1,10 @@
 """Is the worker ready, and is it alive? Pure rules over what the Faust wiring observes.
 
-**Ready**: it joined its group, holds its partitions and restored their state (Faust's
-recovery completed and no rebalance is under way). ``pulse up``, the tests and the
-benchmark wait for this before they produce, so they never race a worker still joining.
+**Ready**: it joined its group, holds its partitions, restored their state (Faust's
+recovery completed and no rebalance is under way) and rebuilt their timers, each
+partition's followed by a tick in Kafka that fires what came due meanwhile. ``pulse up``,
+the tests and the benchmark wait for this before they produce, so they never race a
+worker still joining, and a check after the input is committed sees the timers' rows.
 
 **Alive** (``/healthz``): a worker can look busy and be stuck. It is *stalled* when
 

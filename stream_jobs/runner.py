@@ -19,7 +19,7 @@ users of the record are judged against the same watermark as the first time.
 State keys: ``u<partition>|<user>`` per user, ``c<partition>`` for the partition's clock,
 written last. Timers live in memory; after an assignment, :meth:`JobRunner.index_partition`
 rebuilds them from the slice headers in steps, so the event loop never stalls on a store of
-a million users.
+a million users, and a tick queued after it fires what came due meanwhile.
 """
 
 from __future__ import annotations
@@ -171,9 +171,9 @@ class JobRunner:
                     self._live[name].subtract(values)
             self._cache.drop_prefix(user_key(partition, ""))
 
-    def unindexed(self) -> list[int]:
-        """Partitions seen since their assignment whose timers are not rebuilt yet."""
-        return [p for p, part in self._partitions.items() if not part.indexed]
+    def unindexed(self, held: Iterable[int]) -> list[int]:
+        """The partitions of ``held`` whose timers are not rebuilt since their assignment."""
+        return [p for p in held if not ((part := self._partitions.get(p)) and part.indexed)]
 
     # --- records --------------------------------------------------------------------
 
@@ -211,24 +211,32 @@ class JobRunner:
         return out
 
     def tick(self, partition: int, wall_ms: int) -> Output:
-        """A wall-clock tick: on a quiet partition, event time follows the clock and timers fire."""
+        """A wall-clock tick: on a quiet partition, event time follows the clock; due timers fire.
+
+        Timers fire even when the clock stays: after a restart, a user's deadline may have
+        passed before the index rebuilt its timer, and the tick that follows the index
+        (see :meth:`index_partition`) is what fires it without waiting for new events.
+        """
         out = Output()
         part = self._partition(partition)
-        if part.clock.tick(wall_ms, self._idle_ms):
-            with self._touching() as users:
-                self._fire_timers(partition, part, users, out)
+        moved = part.clock.tick(wall_ms, self._idle_ms)
+        with self._touching() as users:
+            self._fire_timers(partition, part, users, out)
+            if moved or users:
                 self._write(partition, part, users, out)
         return out
 
     def index_partition(self, partition: int) -> Iterator[int]:
-        """Rebuild a partition's timers and gauges from the slice headers; yields users read after each step.
+        """Rebuild a held partition's timers and gauges from the slice headers; yields users read after each step.
 
         The caller gives the event loop a turn between steps. Records handled meanwhile
         schedule their own users and count their own changes; the scan counts a user it
         reaches after such a write by its value before the write, so nobody counts twice.
+        A deadline the watermark passed before the scan reached its user fires on the
+        partition's next record or tick, so the caller queues a tick once the scan is done.
         """
-        part = self._partitions.get(partition)
-        if part is None or part.indexed:
+        part = self._partition(partition)
+        if part.indexed:
             return
         prefix = user_key(partition, "")
         keys = [key for key in self._store.keys() if key.startswith(prefix)]

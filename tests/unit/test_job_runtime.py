@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from pulse.settings import load_settings
 from stream_jobs.envelope import decode_envelope
 from stream_jobs.runner import JobRunner, Output, user_key
 from stream_jobs.timers import Timers
-from tests.unit.test_runner import MINUTE, T0, Worker, login, record
+from tests.unit.test_runner import MINUTE, T0, Worker, login, record, sessions
 
 FIXTURES = Path(__file__).parent / "fixtures"
 DAY = 24 * 60  # in minutes, as login() takes them
@@ -139,12 +140,31 @@ def test_timers_are_rebuilt_from_the_state_after_a_restart(tmp_path: Path) -> No
     restarted.store = worker.store
     restarted.runner = JobRunner(load_settings({"PULSE_DATA_DIR": str(tmp_path)}), restarted.store)
     first = restarted.feed(record(login(2, 3, "c")), offset=1)  # the partition is back, not indexed yet
-    assert restarted.runner.unindexed() == [0] and restarted.runner.live("sessions") == 1
+    assert restarted.runner.unindexed([0]) == [0] and restarted.runner.live("sessions") == 1
     assert list(restarted.runner.index_partition(0)) == [3]
-    assert restarted.runner.live("sessions") == 3 and restarted.runner.unindexed() == []
+    assert restarted.runner.live("sessions") == 3 and restarted.runner.unindexed([0]) == []
     closing = restarted.feed(record(login(3, 60, "c")), offset=2)
     assert sorted(r["user_id"] for r in closing.rows[SESSIONS] if r["closed"]) == ["a", "b", "c"]
     assert first.too_late == 0 and restarted.runner.live("sessions") == 1
+
+
+def test_a_deadline_passed_before_the_index_reached_its_user_fires_on_the_next_tick(tmp_path: Path) -> None:
+    """After a restart, records replayed before the timers are rebuilt can pass a user's deadline.
+
+    The tick queued after the index fires it, though the partition's clock does not move:
+    otherwise the session would stay open until the next event or 30 s of wall-clock quiet.
+    """
+    worker = Worker(tmp_path)
+    worker.feed(record(login(0, 0, "a")), offset=0)
+    restarted = Worker(tmp_path)
+    restarted.store = worker.store
+    restarted.runner = JobRunner(load_settings({"PULSE_DATA_DIR": str(tmp_path)}), restarted.store)
+    passing = restarted.feed(record(login(1, 60, "c")), offset=1)  # a's session ended 55 minutes before the watermark
+    assert sessions(passing) and all(row["user_id"] == "c" for row in sessions(passing))
+    list(restarted.runner.index_partition(0))
+    (closed,) = sessions(restarted.tick(time.time_ns() // 1_000_000))  # within 30 s of the last event: the clock stays
+    assert (closed["user_id"], closed["closed"], closed["events"]) == ("a", True, 1)
+    assert sessions(restarted.tick(time.time_ns() // 1_000_000)) == []  # fired once
 
 
 def test_live_counts_leave_with_their_partition(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 PULSE  := $(VENV)/bin/pulse
 STAMP  := $(VENV)/.installed
 
-.PHONY: install jars demo test unit up down status bench soak clean
+.PHONY: install jars demo test unit up down status bench bench-views soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ unit: $(STAMP)
 bench: jars
 	$(PY) -m pip install --quiet -e '.[test,bench]'
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PULSE) bench
+
+# Every ClickHouse view timed on 10 million events in the embedded engine (a few minutes; no broker needed).
+bench-views: $(STAMP)
+	$(PULSE) bench-views
 
 # Not part of `make test`: 30 cycles of kills take about a quarter of an hour. SOAK_ARGS="--cycles 5" for fewer.
 soak: jars

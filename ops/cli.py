@@ -169,6 +169,36 @@ example: PULSE_WEBHOOK_SECRET=whsec_... pulse alerts webhook https://crm.example
 new secret: python -c "import base64,os; print('whsec_' + base64.b64encode(os.urandom(32)).decode())"
 """
 
+BENCH_VIEWS_HELP = """\
+Answer "do the views answer in under a second on 10 million events in the embedded engine?".
+
+Builds a dataset of --events events in an embedded ClickHouse (chdb): a simulation of 3,000
+customers over 30 days (about 114,000 events) loaded as the offline loader does (events, sessions,
+funnel steps, churn scores and alerts, default settings), whose rows are then copied inside the
+engine, each copy a new set of customers (every *_id suffixed ~1, ~2, ..., order and ticket ids in
+the JSON too; timestamps unchanged, so the same days see more users), until events holds exactly
+--events rows; then the tables are merged (OPTIMIZE FINAL). A few minutes for 10 million on 2 cores.
+
+Then times every view of the database (system.tables, engine View), or those of --only:
+SELECT * FROM <view> FORMAT Null, which computes every column of every row and ships none; one
+warm-up, then the median of --runs runs, wall time around the call; then its rows are counted.
+A view that fails is reported as failed, not skipped.
+
+Writes views.json (keys: events, build_s, reused_engine, dataset, target_s, runs, views (each:
+name, median_s, runs, rows, under_1s, error), machine, command) and views.md (the views slowest
+first, each against the 1 s target) to --out; no other file there is touched. Progress is printed
+as it goes. Exit status 1 if a view failed, else 0: a slow view is a finding, not a failure.
+
+The engine lives in a temporary directory, removed afterwards, unless --engine-dir keeps it. A
+directory that already holds this benchmark's dataset of --events events is reused without a build
+(migrations not yet applied are applied first, so a view tuned in a new migration is timed on the
+same data); a directory holding anything else is refused, never overwritten. One process holds an
+embedded engine: not the directory of a running sink (pulse up).
+
+examples: pulse bench-views
+          pulse bench-views --engine-dir /tmp/views-engine --only kpi_engagement_daily,kpi_conversions
+"""
+
 Handler = Callable[[argparse.Namespace, Settings], int]
 
 
@@ -344,6 +374,19 @@ def _parser() -> argparse.ArgumentParser:
                        help="py-spy the worker this long during the backlog phase if py-spy is installed; 0 skips "
                             "(default 10)")  # fmt: skip
     bench.add_argument("--out", type=Path, default=Path("bench/results"), help="report directory (default bench/results)")
+    bench_views = command("bench-views", _bench_views, "time every ClickHouse view on 10 million events (embedded engine)",
+                          BENCH_VIEWS_HELP)  # fmt: skip
+    bench_views.add_argument("--events", type=int, default=10_000_000, metavar="N",
+                             help="events in the dataset (default 10,000,000)")  # fmt: skip
+    bench_views.add_argument("--out", type=Path, default=Path("bench/results"), metavar="DIR",
+                             help="where views.json and views.md go (default bench/results)")  # fmt: skip
+    bench_views.add_argument("--engine-dir", type=Path, metavar="DIR",
+                             help="keep the engine in DIR, or reuse the dataset DIR already holds (default: a "
+                                  "temporary directory, removed afterwards)")  # fmt: skip
+    bench_views.add_argument("--runs", type=int, default=3, metavar="N",
+                             help="timed runs per view after its warm-up; the median is reported (default 3)")  # fmt: skip
+    bench_views.add_argument("--only", metavar="VIEW[,VIEW]",
+                             help="time only these views (default: every view of the database)")  # fmt: skip
     command("collect", _collect, "run the HTTP collector in the foreground",
             "Accept events over HTTP: POST /v1/events (one event, a JSON array or NDJSON; at most 1,000 events "
             "or 1 MiB). Answers 202 once the events are in Kafka, 400 with the problems of invalid events (the "
@@ -615,6 +658,18 @@ def _bench(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{what:60} {value:>32}  {ratio:>7} of {ceiling}")
     print(f"report: {args.out / 'bench.md'}")
     return 0
+
+
+def _bench_views(args: argparse.Namespace, _settings: Settings) -> int:
+    from bench.views import BenchViewsConfig, run_views_bench
+
+    only = tuple(name.strip() for name in args.only.split(",") if name.strip()) if args.only else ()
+    config = BenchViewsConfig(events=args.events, out=args.out, engine_dir=args.engine_dir, runs=args.runs, only=only)
+    report = run_views_bench(config, "pulse " + " ".join(sys.argv[1:]), log=lambda line: print(line, flush=True))
+    views = report["views"]
+    print(f"{sum(view['under_1s'] for view in views)} of {len(views)} views under {report['target_s']:g} s; "
+          f"report: {args.out / 'views.md'}")  # fmt: skip
+    return 1 if any(view["error"] for view in views) else 0
 
 
 def _collect(_args: argparse.Namespace, settings: Settings) -> int:

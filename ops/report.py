@@ -36,6 +36,15 @@ SELECT sum(signups) AS signups, sum(onboarded) AS onboarded, sum(trials) AS tria
        sum(trial_conversions) AS trial_conversions
 FROM kpi_activation_daily WHERE day BETWEEN {start} AND {end}"""
 
+# Cohorts of the period's days: the signup starters, the users first seen.
+SIGNUP_ABANDONMENT = """
+SELECT sum(signup_abandoned) AS signup_abandoned, sum(signup_settled) AS signup_settled
+FROM kpi_signup_abandonment_daily WHERE day BETWEEN {start} AND {end}"""
+
+PRODUCT_ADOPTION = """
+SELECT sum(users) AS users, sum(repeat_users) AS repeat_users, sum(intended_use_users) AS intended_use_users
+FROM kpi_product_adoption_daily WHERE day BETWEEN {start} AND {end}"""
+
 ENGAGEMENT = """
 SELECT avg(dau) AS dau_avg, argMax(mau, day) AS mau, sum(visits) AS visits, sum(bounces) AS bounces
 FROM kpi_engagement_daily WHERE day BETWEEN {start} AND {end}"""
@@ -136,6 +145,8 @@ def build_report(query: Query, start: date | None = None, end: date | None = Non
     start, end = default_period(query, start, end)
     acq = _one(query, ACQUISITION, start, end)
     act = _one(query, ACTIVATION, start, end)
+    signup = _one(query, SIGNUP_ABANDONMENT, start, end)
+    adoption = _one(query, PRODUCT_ADOPTION, start, end)
     eng = _one(query, ENGAGEMENT, start, end)
     rev = _one(query, REVENUE, start, end)
     sat = _one(query, SATISFACTION, start, end)
@@ -179,6 +190,9 @@ def build_report(query: Query, start: date | None = None, end: date | None = Non
             "trials": _int(act["trials"]),
             "trial_conversions": _int(act["trial_conversions"]),
             "trial_to_paid_pct": _ratio(_num(act["trial_conversions"]), _num(act["trials"]), 100),
+            "signup_abandonment_pct": _ratio(_num(signup["signup_abandoned"]), _num(signup["signup_settled"]), 100),
+            "repeat_use_adoption_pct": _ratio(_num(adoption["repeat_users"]), _num(adoption["users"]), 100),
+            "intended_use_adoption_pct": _ratio(_num(adoption["intended_use_users"]), _num(adoption["users"]), 100),
         },
         "engagement": {
             "dau_avg": dau_avg,
@@ -229,7 +243,10 @@ SECTIONS: list[tuple[str, str, list[tuple[str, str, str]]]] = [
                                     ("new_customers", "New customers", "int"), ("spend", "Marketing spend", "money"),
                                     ("cac", "CAC (spend / new customer)", "money")]),
     ("Activation", "activation", [("onboarding_completion_pct", "Onboarding completion", "pct"),
-                                  ("trial_to_paid_pct", "Trial to paid", "pct")]),
+                                  ("trial_to_paid_pct", "Trial to paid", "pct"),
+                                  ("signup_abandonment_pct", "Signup abandonment", "pct"),
+                                  ("repeat_use_adoption_pct", "Product adoption (repeat use)", "pct"),
+                                  ("intended_use_adoption_pct", "Product adoption (intended use)", "pct")]),
     ("Engagement", "engagement", [("dau_avg", "DAU (daily average)", "float"), ("mau", "MAU (last day)", "int"),
                                   ("stickiness_pct", "Stickiness (DAU / MAU)", "pct"),
                                   ("bounce_pct", "Bounce rate", "pct")]),

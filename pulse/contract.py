@@ -116,6 +116,7 @@ AMOUNT = _amount
 # The standard event types and the props each one requires. Documented in the README.
 STANDARD_TYPES: Mapping[str, Mapping[str, PropCheck]] = {
     "page_view": {},  # needs context.url or context.path, checked below
+    "signup_started": {},  # the signup form was started; props.step (a string) is customary for multi-step forms
     "signup": {},
     "login": {},
     "onboarding_step": {"step": STRING},

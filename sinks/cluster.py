@@ -32,7 +32,7 @@ LOCAL = "_local"
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _CREATE_TABLE = re.compile(r"CREATE TABLE (?:IF NOT EXISTS )?(\w+)(?=\s)")
-_CREATE_VIEW = re.compile(r"CREATE VIEW (?:IF NOT EXISTS )?(\w+)(?=\s)")
+_CREATE_VIEW = re.compile(r"CREATE (?:OR REPLACE )?VIEW (?:IF NOT EXISTS )?(\w+)(?=\s)")
 _ALTER_TABLE = re.compile(r"ALTER TABLE (\w+)\s+(.*)", re.DOTALL)
 _COLUMN_COMMAND = re.compile(r"(ADD|DROP|MODIFY|RENAME|COMMENT|CLEAR) COLUMN\b")
 _ENGINE = re.compile(r"ENGINE = (\w*)MergeTree\b(?:\(([^)]*)\))?")

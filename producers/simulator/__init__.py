@@ -4,7 +4,7 @@
 existing customer base signed up before the window, and returns the stream of JSON lines they
 produce (valid events per the contract, plus a controlled share of late, resent and malformed
 lines) together with the :class:`GroundTruth` a correct pipeline must compute from it:
-sessions, funnels, churn, revenue, satisfaction scores and totals.
+sessions, funnels, churn, revenue, satisfaction scores, signup starts, product use and totals.
 """
 
 from producers.simulator.config import Imperfections, Rates, SimulationConfig
@@ -17,6 +17,7 @@ from producers.simulator.truth import (
     FunnelStep,
     GroundTruth,
     Session,
+    SignupStart,
     Source,
     UserTruth,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "Imperfections",
     "Rates",
     "Session",
+    "SignupStart",
     "Simulation",
     "SimulationConfig",
     "Source",

@@ -37,6 +37,11 @@ class Rates:
     prospect_return_days: float = 3.0  # mean days until that return
     # A prospect's non-bounce visit ends in a signup. 3(b) #2 / WEB-6: "352 ÷ 1,582 = 22.25% conversion rate".
     signup: float = 0.2225
+    # Of the visits that start the signup form (signup_started), the share that leave without signing
+    # up. ACT-10 has no figure (001:921 only names the behaviour): a plain plausible number, below half
+    # so that most starts finish. The abandoning visits are taken from the non-bounce visits that do
+    # not sign up (see abandoning_visit), so signup keeps its meaning and signup + this <= 1.
+    signup_abandonment: float = 0.30
     # Signed-up users who finish onboarding. 3(b) #22 / ACT-2: "half ... did not complete the setup process".
     onboarding_completion: float = 0.5
     trial_after_onboarding: float = 0.9  # onboarded users who start a trial
@@ -55,7 +60,7 @@ class Rates:
     # A user who stops coming also leaves the newsletter (through the mail provider, so no event)
     # and goes silent: not a single event more, which the pipeline calls churn after 30 days (RET-9).
     silent_on_lapse: float = 0.50
-    pricing_before_signup: float = 0.50  # a signup visit passes by /pricing just before /signup
+    pricing_before_signup: float = 0.50  # a visit to the signup form passes by /pricing just before /signup
     # 3(b) #10 / RET-1: "average churn rate of 25%" a year (card and cable companies): the voluntary
     # churn of a subscriber who is not a detractor and whose charges never failed.
     annual_churn: float = 0.25
@@ -109,6 +114,26 @@ class Rates:
             raise ValueError("annual_churn and plan_change_per_month are shares of a population: 0 <= share < 1")
         if not 0 < self.fade_floor <= 1 or self.fade_days < 0:
             raise ValueError("fade_floor must be in (0, 1] and fade_days at least 0")
+        if not 0 <= self.signup_abandonment < 1 or self.signup + self.signup_abandonment > 1:
+            raise ValueError(
+                "signup_abandonment must be in [0, 1) and signup + signup_abandonment at most 1: the abandoned "
+                "starts are drawn from the visits that do not sign up"
+            )
+
+    @property
+    def abandoning_visit(self) -> float:
+        """The share of non-bounce prospect visits without a signup that start the form and abandon it.
+
+        Of such visits ``signup`` sign up (after a start each) and ``(1 - signup) * p`` abandon, so
+        abandoned / started = ``signup_abandonment`` for p = signup * a / ((1 - a) * (1 - signup)),
+        which is at most 1 exactly when signup + a <= 1. Taking the abandoners from the visits that
+        did not sign up anyway leaves every other decision of the model, and its random draws, as
+        they were.
+        """
+        share = self.signup_abandonment
+        if share == 0:
+            return 0.0
+        return self.signup * share / ((1 - share) * (1 - self.signup))
 
 
 @dataclass(frozen=True)

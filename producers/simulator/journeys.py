@@ -3,7 +3,9 @@
 A :class:`Customer` is a small state machine whose actions each fill one burst and schedule
 what follows on the customer's :class:`~producers.simulator.bursts.Agenda` (the next visit, a
 ticket reply, a renewal). Every decision draws from one seeded ``Random`` in a fixed order,
-so a seed always tells the same story.
+so a seed always tells the same story. The signup form's own draws (the ``signup_started``
+pause, and the abandoned starts) come from a second one, so adding the form changed no other
+draw: the same seed still tells the same story around it.
 
 New customers arrive inside the window; existing ones (:meth:`Customer.carry_over`) signed up
 before it and are met mid-story, on a monthly plan or after a trial that lapsed. Churn has
@@ -95,21 +97,23 @@ def generate_bursts(config: SimulationConfig, ids: EventIds) -> Iterator[tuple[s
     """Every burst of the run as ``(user_id, events)``: each customer's in time order, then the spend.
 
     The existing customers draw from a ``Random`` of their own, so their number never changes
-    what the new customers do (nor the spend).
+    what the new customers do (nor the spend). The signup form draws from a third, which only
+    prospects use (an existing customer signed up before the window).
     """
     rng = Random(f"{config.seed}/model")
+    form_rng = Random(f"{config.seed}/signup")
     for number in range(config.customers):
         user_id = user_id_of(number)
         agenda = Agenda()
         arrival = config.start_ms + int(rng.random() * config.days * DAY)
-        Customer(user_id, rng, config.rates, config.start_ms, agenda).acquire(arrival)
+        Customer(user_id, rng, form_rng, config.rates, config.start_ms, agenda).acquire(arrival)
         for events in agenda.run(user_id, config.end_ms, ids):
             yield user_id, events
     base_rng = Random(f"{config.seed}/existing")
     for number in range(config.customers, config.customers + config.existing_count):
         user_id = user_id_of(number)
         agenda = Agenda()
-        Customer(user_id, base_rng, config.rates, config.start_ms, agenda).carry_over()
+        Customer(user_id, base_rng, form_rng, config.rates, config.start_ms, agenda).carry_over()
         for events in agenda.run(user_id, config.end_ms, ids):
             yield user_id, events
     for events in _spend(config, rng, ids):
@@ -142,9 +146,11 @@ def _daily_hazard(share: float, days: float) -> float:
 class Customer:
     """One customer's state and the actions that make its bursts."""
 
-    def __init__(self, user_id: str, rng: Random, rates: Rates, window_start_ms: int, agenda: Agenda) -> None:
+    def __init__(self, user_id: str, rng: Random, form_rng: Random, rates: Rates, window_start_ms: int,
+                 agenda: Agenda) -> None:  # fmt: skip
         self.user_id = user_id
         self.rng = rng
+        self.form_rng = form_rng  # the signup form's draws, apart from the rest (see the module's docstring)
         self.rates = rates
         self.agenda = agenda
         self.window_start_ms = window_start_ms
@@ -241,10 +247,15 @@ class Customer:
     # --- visits -----------------------------------------------------------------------
 
     def _prospect_visit(self, burst: Burst, touch: dict[str, str] | None, landing: Sequence[str]) -> None:
-        """A visit before signup: a landing page, then a bounce, some browsing or a signup."""
+        """A visit before signup: a landing page, then a bounce, some browsing, a signup or an abandoned one.
+
+        A visit that abandons the signup form leaves like any other that did not sign up: the
+        prospect may come back.
+        """
         rng, rates = self.rng, self.rates
         self._page(burst, rng.choice(landing), touch)
-        if rng.random() >= rates.bounce:
+        browsed = rng.random() >= rates.bounce
+        if browsed:
             for _ in range(min(1 + self._count(rates.pages_per_visit - 2), MAX_PAGES)):
                 self._page(burst, rng.choices(MARKETING_PAGES, cum_weights=MARKETING_CUMULATIVE)[0])
             if rng.random() < rates.signup:
@@ -252,6 +263,9 @@ class Customer:
                 return
         if not self.visit_pending and rng.random() < rates.prospect_return:
             self._schedule_visit(burst.now, rates.prospect_return_days)
+        # Last, and from the form's own draws: the abandoned form moves none of the model's draws or times.
+        if browsed and self.form_rng.random() < rates.abandoning_visit:
+            self._abandon_signup(burst)
 
     def _return_visit(self, burst: Burst) -> None:
         """The next visit of the chain, typed in directly (no campaign, no referrer)."""
@@ -312,14 +326,16 @@ class Customer:
     def _has_product(self, now_ms: int) -> bool:
         return now_ms < self.trial_end_ms or (self.plan is not None and not self.churned)
 
-    def _page(self, burst: Burst, path: str, touch: dict[str, str] | None = None) -> None:
-        self._dwell(burst)
+    def _page(self, burst: Burst, path: str, touch: dict[str, str] | None = None, rng: Random | None = None) -> None:
+        """A page view after the reading time of the previous page, drawn from ``rng`` (the model's by default)."""
+        self._dwell(burst, rng or self.rng)
         context = {"path": path, **touch, **self.device} if touch else {"path": path, **self.device}
         burst.add("page_view", None, context)
 
-    def _act(self, burst: Burst, event_type: str, props: dict[str, Any] | None = None) -> None:
-        """A user action inside a visit, a short while after the previous event."""
-        burst.pause(self.rng.uniform(2 * SECOND, 40 * SECOND))
+    def _act(self, burst: Burst, event_type: str, props: dict[str, Any] | None = None,
+             rng: Random | None = None) -> None:  # fmt: skip
+        """A user action inside a visit, a short while after the previous event (the pause from ``rng``)."""
+        burst.pause((rng or self.rng).uniform(2 * SECOND, 40 * SECOND))
         burst.add(event_type, props, self.device)
 
     def _log_in(self, burst: Burst) -> None:
@@ -337,22 +353,44 @@ class Customer:
             if rng.random() < 0.5:
                 self._page(burst, rng.choice(APP_PAGES))
             feature = rng.choices(FEATURES, cum_weights=FEATURE_CUMULATIVE)[0]
-            self._dwell(burst)
+            self._dwell(burst, rng)
             burst.add("feature_used", {"feature": feature}, self.device)
 
     # --- signup, onboarding, trial ----------------------------------------------------
 
     def _sign_up(self, burst: Burst) -> None:
         rng, rates = self.rng, self.rates
-        if rng.random() < rates.pricing_before_signup:
-            self._page(burst, "/pricing")
-        self._page(burst, "/signup")
-        self._act(burst, "signup")
+        self._to_signup_page(burst, rng)
+        self._fill_in_signup_form(burst)
         self._become_member(burst.now)
         if self._onboard(burst) and rng.random() < rates.trial_after_onboarding:
             self._start_trial(burst)
         self._use_app(burst)
         self._come_back(burst)
+
+    def _to_signup_page(self, burst: Burst, rng: Random) -> None:
+        """To the signup page, some by way of /pricing, drawn from ``rng``."""
+        if rng.random() < self.rates.pricing_before_signup:
+            self._page(burst, "/pricing", rng=rng)
+        self._page(burst, "/signup", rng=rng)
+
+    def _fill_in_signup_form(self, burst: Burst) -> None:
+        """``signup_started``, then the ``signup``, a user action's pause after the page.
+
+        The signup comes exactly when it did before the form had an event (the same draw); the
+        start falls part way through that pause, drawn from the form's own ``Random``.
+        """
+        pause = int(self.rng.uniform(2 * SECOND, 40 * SECOND))
+        started = int(pause * self.form_rng.random())
+        burst.pause(started)
+        burst.add("signup_started", None, self.device)
+        burst.pause(pause - started)
+        burst.add("signup", None, self.device)
+
+    def _abandon_signup(self, burst: Burst) -> None:
+        """To the signup page, the form started and left: every draw from the form's own ``Random``."""
+        self._to_signup_page(burst, self.form_rng)
+        self._act(burst, "signup_started", rng=self.form_rng)
 
     def _become_member(self, now_ms: int) -> None:
         """Signed up: a power or casual user with an opinion of the product, on the newsletter."""
@@ -559,11 +597,10 @@ class Customer:
         """A whole number with about this mean, heavy-tailed like most usage counts."""
         return int(self.rng.expovariate(1.0 / mean) + 0.5) if mean > 0 else 0
 
-    def _dwell(self, burst: Burst) -> None:
+    def _dwell(self, burst: Burst, rng: Random) -> None:
         """Reading time before the next page: mostly under a minute, now and then a long pause."""
         if not burst.events:
             return
-        rng = self.rng
         if rng.random() < LONG_PAUSE_SHARE:
             burst.pause(rng.uniform(5 * MINUTE, 19 * MINUTE))
         else:

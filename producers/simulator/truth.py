@@ -15,8 +15,16 @@ witness of what the stream contains.
     "churn": {"inactive_days": float, "as_of_ms": int, "churned_users": int,
               "cancelled": int, "inactive": int,
               "per_user": {user_id: {"churned_at_ms": int, "reason": "cancelled" | "inactive"}}}
+    "signup_outcomes": {"timeout_ms": int, "as_of_ms": int, "starters": int,
+                        "finished": int, "abandoned": int, "in_progress": int}
 
 ``per_user`` names only users who entered the funnel (level >= 1), or who churned.
+
+Each user also has its signup starts (:class:`SignupStart`: abandoned when its visit ended
+without the signup), whose first one has an outcome by the rule of :func:`signup_outcome` (as of
+the newest event, in ``signup_outcomes``), and what product adoption needs: its first and last
+product use, its first payment and its last feature use (:attr:`UserTruth.repeat_user`,
+:attr:`UserTruth.intended_use`).
 """
 
 from __future__ import annotations
@@ -369,9 +377,44 @@ class Session:
         }
 
 
+# --- signup abandonment --------------------------------------------------------------------
+
+FINISHED = "finished"
+ABANDONED = "abandoned"
+IN_PROGRESS = "in_progress"
+SIGNUP_TIMEOUT_MS = DAY  # docs/metrics.md, signup abandonment (ACT-10)
+
+
+def signup_outcome(
+    started_ms: int, signed_up_ms: int | None, as_of_ms: int, timeout_ms: int = SIGNUP_TIMEOUT_MS
+) -> str:
+    """How a user's first ``signup_started`` at ``started_ms`` ended, as known at ``as_of_ms``.
+
+    FINISHED when the signup came at or after the start and at most ``timeout_ms`` later (the edge
+    included); otherwise ABANDONED once ``as_of_ms`` is strictly past the timeout, before that
+    IN_PROGRESS: a signup may still come. ``signed_up_ms`` is the user's signup (a user signs up
+    once), None without one.
+    """
+    deadline = started_ms + timeout_ms
+    if signed_up_ms is not None and started_ms <= signed_up_ms <= deadline:
+        return FINISHED
+    return ABANDONED if as_of_ms > deadline else IN_PROGRESS
+
+
+@dataclass(frozen=True, slots=True)
+class SignupStart:
+    """A ``signup_started``: when, and whether it was abandoned (no signup after it in its visit)."""
+
+    ts: int
+    abandoned: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ts": self.ts, "abandoned": self.abandoned}
+
+
 @dataclass(slots=True)
 class UserTruth:
-    """One user_id: its sessions in time order, funnel, churn and money."""
+    """One user_id: its sessions in time order, funnel, churn, money, signup starts and product use."""
 
     sessions: list[Session] = field(default_factory=list)
     funnel: dict[str, int] = field(default_factory=dict)  # step -> first time reached
@@ -379,10 +422,26 @@ class UserTruth:
     revenue_cents: int = 0  # purchases minus refunds
     purchases: int = 0
     mrr_cents: int = 0  # of the subscription at the end
+    signup_starts: list[SignupStart] = field(default_factory=list)  # in time order
+    first_use_ms: int | None = None  # product use, as pulse.contract.is_product_use
+    last_use_ms: int | None = None
+    paid_ms: int | None = None  # the first purchase or subscription_started
+    last_feature_ms: int | None = None  # the last feature_used
 
     @property
     def first_touch(self) -> Source:
         return self.sessions[0].source
+
+    @property
+    def repeat_user(self) -> bool:
+        """Product use on two UTC days or more: a repeat user (ACT-4, 000:397), not a one-time one."""
+        first, last = self.first_use_ms, self.last_use_ms
+        return first is not None and last is not None and first // DAY != last // DAY
+
+    @property
+    def intended_use(self) -> bool:
+        """Paid, and used a feature at or after paying: the product used for its intended use (ACT-4, 001:836)."""
+        return self.paid_ms is not None and self.last_feature_ms is not None and self.last_feature_ms >= self.paid_ms
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -392,6 +451,9 @@ class UserTruth:
             "revenue": self.revenue_cents / 100,
             "purchases": self.purchases,
             "first_touch": self.first_touch.to_dict(),
+            "signup_starts": [start.to_dict() for start in self.signup_starts],
+            "repeat_user": self.repeat_user,
+            "intended_use": self.intended_use,
         }
 
 
@@ -417,6 +479,12 @@ class GroundTruth:
         inactive_ms = inactive_ms_of(self.config.inactive_days if inactive_days is None else inactive_days)
         entries = {user_id: witness.entries(as_of_ms, inactive_ms) for user_id, witness in self.activity.items()}
         return {user_id: churns for user_id, churns in entries.items() if churns}
+
+    def signup_outcomes(self, as_of_ms: int | None = None) -> dict[str, str]:
+        """Each signup starter's :func:`signup_outcome`, by default as of the newest event (as ``totals``)."""
+        as_of = self.totals["signup_outcomes"]["as_of_ms"] if as_of_ms is None else as_of_ms
+        return {user_id: signup_outcome(user.signup_starts[0].ts, user.funnel.get("signup"), as_of)
+                for user_id, user in self.users.items() if user.signup_starts}  # fmt: skip
 
     def churned_alerts(self, as_of_ms: int, cooldown_hours: float,
                        inactive_days: float | None = None) -> dict[str, list[Churn]]:  # fmt: skip
@@ -455,7 +523,10 @@ class Tally:
         self.spend_cents: dict[str, int] = {}
         self.answers = dict.fromkeys(SURVEY_VALUES, 0)
         self.answer_values = dict.fromkeys(SURVEY_VALUES, 0)
+        self._visit_starts: list[int] = []  # the signup starts of the burst being added, settled at its end
+        self.newest_ms = 0  # the newest event's time
         self._handlers = {
+            "signup_started": self._signup_started,
             "signup": self._funnel_step,
             "onboarding_completed": self._funnel_step,
             "trial_started": self._funnel_step,
@@ -464,6 +535,7 @@ class Tally:
             "subscription_cancelled": self._cancelled,
             "purchase": self._purchase,
             "refund": self._refund,
+            "feature_used": self._feature_used,
             "survey_response": self._survey,
             "marketing_spend": self._spend,
         }
@@ -483,6 +555,9 @@ class Tally:
             event_type = event["type"]
             if is_product_use(event_type):
                 witness.active(event["ts"])
+                if user.first_use_ms is None:
+                    user.first_use_ms = event["ts"]
+                user.last_use_ms = event["ts"]
             by_type[event_type] = by_type.get(event_type, 0) + 1
             if event_type in steps_by_type:
                 for number, index, step in steps_by_type[event_type]:
@@ -496,6 +571,9 @@ class Tally:
                 entry_path = entry_path or exit_path
             elif event_type in handlers:
                 handlers[event_type](user, event)
+        if self._visit_starts:
+            self._settle_signup_starts(user, events)
+        self.newest_ms = max(self.newest_ms, events[-1]["ts"])
         context = events[0].get("context", {})
         session = Session(events[0]["ts"], events[-1]["ts"], len(events), page_views, entry_path, exit_path,
                           Source.of(context), context.get("device"))  # fmt: skip
@@ -531,6 +609,11 @@ class Tally:
             "trial_conversions": sum(
                 "trial_started" in user.funnel and "subscription_started" in user.funnel for user in users
             ),
+            "signup_starts": sum(len(user.signup_starts) for user in users),
+            "signup_abandonments": sum(start.abandoned for user in users for start in user.signup_starts),
+            "product_users": sum(user.first_use_ms is not None for user in users),
+            "repeat_users": sum(user.repeat_user for user in users),
+            "intended_use_users": sum(user.intended_use for user in users),
             "paying_customers": sum(user.purchases > 0 for user in users),
             "churned_customers": sum(user.churned_at is not None for user in users),
             "revenue": sum(user.revenue_cents for user in users) / 100,
@@ -542,6 +625,7 @@ class Tally:
             "tickets_reopened": by_type.get("ticket_reopened", 0),
             "funnels": self._funnels(),
             "churn": self._churn(config),
+            "signup_outcomes": self._signup_outcomes(),
         }
         return GroundTruth(config, totals, self.users, self.activity)
 
@@ -581,7 +665,28 @@ class Tally:
             "per_user": per_user,
         }
 
+    def _settle_signup_starts(self, user: UserTruth, events: list[Event]) -> None:
+        """The visit's signup starts, each abandoned unless a signup comes after it in the visit."""
+        signed_up = [event["ts"] for event in events if event["type"] == "signup"]
+        for ts in self._visit_starts:
+            user.signup_starts.append(SignupStart(ts, not any(signup >= ts for signup in signed_up)))
+        self._visit_starts.clear()
+
+    def _signup_outcomes(self) -> dict[str, Any]:
+        """The signup starters by the outcome of their first start, as of the newest event."""
+        outcomes = [signup_outcome(user.signup_starts[0].ts, user.funnel.get("signup"), self.newest_ms)
+                    for user in self.users.values() if user.signup_starts]  # fmt: skip
+        return {
+            "timeout_ms": SIGNUP_TIMEOUT_MS,
+            "as_of_ms": self.newest_ms,
+            "starters": len(outcomes),
+            **{outcome: outcomes.count(outcome) for outcome in (FINISHED, ABANDONED, IN_PROGRESS)},
+        }
+
     # --- per event type ---------------------------------------------------------------
+
+    def _signup_started(self, user: UserTruth, event: Event) -> None:
+        self._visit_starts.append(event["ts"])
 
     def _funnel_step(self, user: UserTruth, event: Event) -> None:
         user.funnel.setdefault(event["type"], event["ts"])
@@ -589,6 +694,14 @@ class Tally:
     def _subscription_started(self, user: UserTruth, event: Event) -> None:
         self._funnel_step(user, event)
         self._mrr(user, event)
+        self._paid(user, event)
+
+    def _paid(self, user: UserTruth, event: Event) -> None:
+        if user.paid_ms is None:
+            user.paid_ms = event["ts"]
+
+    def _feature_used(self, user: UserTruth, event: Event) -> None:
+        user.last_feature_ms = event["ts"]
 
     def _mrr(self, user: UserTruth, event: Event) -> None:
         user.mrr_cents = _cents(event["props"]["mrr"])
@@ -601,6 +714,7 @@ class Tally:
     def _purchase(self, user: UserTruth, event: Event) -> None:
         user.revenue_cents += _cents(event["props"]["amount"])
         user.purchases += 1
+        self._paid(user, event)
 
     def _refund(self, user: UserTruth, event: Event) -> None:
         user.revenue_cents -= _cents(event["props"]["amount"])

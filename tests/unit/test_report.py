@@ -41,7 +41,8 @@ KEYS = {
     "period": ["from", "to", "days"],
     "acquisition": ["visits", "signups", "new_customers", "spend", "cac"],
     "activation": ["signups", "onboarded", "onboarding_completion_pct", "trials", "trial_conversions",
-                   "trial_to_paid_pct"],
+                   "trial_to_paid_pct", "signup_abandonment_pct", "repeat_use_adoption_pct",
+                   "intended_use_adoption_pct"],
     "engagement": ["dau_avg", "mau", "stickiness_pct", "visits", "bounces", "bounce_pct"],
     "revenue": ["revenue", "gross_revenue", "orders", "average_order_value"],
     "retention": ["churned_users", "scored_users", "churn_tiers"],
@@ -112,6 +113,12 @@ def test_acquisition_activation_and_engagement_equal_the_truth(report: dict[str,
         totals["signups"], totals["onboarding_completions"], totals["trials"], totals["trial_conversions"])  # fmt: skip
     assert act["onboarding_completion_pct"] == round(totals["onboarding_completions"] * 100 / totals["signups"], 4)
     assert act["trial_to_paid_pct"] == round(totals["trial_conversions"] * 100 / totals["trials"], 4)
+    outcomes = totals["signup_outcomes"]
+    assert outcomes["abandoned"] > 0 and outcomes["finished"] > 0
+    settled = outcomes["abandoned"] + outcomes["finished"]
+    assert act["signup_abandonment_pct"] == round(outcomes["abandoned"] * 100 / settled, 4)
+    assert act["repeat_use_adoption_pct"] == round(totals["repeat_users"] * 100 / totals["product_users"], 4)
+    assert act["intended_use_adoption_pct"] == round(totals["intended_use_users"] * 100 / totals["product_users"], 4)
     eng = report["engagement"]
     assert (eng["visits"], eng["bounces"]) == (totals["visits"], totals["bounces"])
     assert eng["bounce_pct"] == round(totals["bounce_rate"] * 100, 4)

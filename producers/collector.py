@@ -6,13 +6,16 @@ and ``max_body_bytes``. It answers only once the outcome is durable:
 - 202 ``{"accepted": n}``: every event is in Kafka (delivery confirmed, acks=all);
 - 400 ``{"accepted": n, "rejected": m, "errors": [{"index", "reason", "problems"}]}``: the
   valid events of the batch are in Kafka all the same, the invalid ones in the dead-letter topic;
-- 401 without a configured write key (``Authorization: Bearer <key>``), 413 when too large;
+- 401 without a configured write key (``Authorization: Bearer <key>``), 413 when too large,
+  429 with ``Retry-After`` when the key is over its rate (see :mod:`producers.segment_keys`);
 - 503 with ``Retry-After`` when Kafka is unreachable or the producer's queue is full.
   Part of such a batch may have reached Kafka: a client retries the whole batch and the
   pipeline drops the resent ``event_id``s, so nothing accepted is ever lost or counted twice.
 
 Each event is stamped with ``server_received_at``; events further in the future than the
-allowed skew are refused (``future_timestamp``). ``GET /healthz`` and ``GET /metrics`` too.
+allowed skew are refused (``future_timestamp``). ``GET /healthz`` and ``GET /metrics`` too, and
+Segment's HTTP tracking API beside ``/v1/events`` (:mod:`producers.segment_api`), publishing
+the same way.
 
 A refused event's dead letter is named after the request body and the event's index in it
 (:func:`letter_id`), so the retry of a batch after a 503 resends letters the
@@ -39,13 +42,23 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
 from producers.event_producer import EventProducer
 from producers.packing import PackedRecord, RequestPacker, Settled
+from producers.segment_api import SegmentApi
+from producers.segment_keys import KeyRing
+from producers.segment_request import ROUTES
 from pulse.contract import Event, Invalid
 from pulse.dead_letter import DeadLetter, now_ms
 from pulse.settings import Settings
 from pulse.wire import Undecodable, decode_record
 
-REQUESTS = Counter("pulse_collector_requests_total", "HTTP requests to /v1/events, by status code.", ["status"])
-EVENTS = Counter("pulse_collector_events_total", "Events received by the collector, by outcome.", ["outcome"])
+REQUESTS = Counter(
+    "pulse_collector_requests_total",
+    "HTTP requests to the collector, by API (route) and status code.",
+    ["api", "status"],
+)
+EVENTS = Counter(
+    "pulse_collector_events_total", "Events received by the collector, by API and outcome.", ["api", "outcome"]
+)
+EVENTS_API = "/v1/events"
 SOURCE = "collector"
 
 
@@ -61,10 +74,14 @@ class Collector:
         self._packer = RequestPacker(settings.producer, self._tuning.linger_ms / 1000)
         self._answers: dict[int, asyncio.Future[str | None]] = {}  # by request id, until answered
         self._linger_timer: asyncio.TimerHandle | None = None
+        self._keys = KeyRing.from_settings(settings)
+        self._segment = SegmentApi(self._keys, producer.check, self._publish, self._tuning.retry_after_s, EVENTS)
 
     def application(self) -> web.Application:
         app = web.Application(client_max_size=self._tuning.max_body_bytes)
-        app.router.add_post("/v1/events", self.post_events)
+        app.router.add_post(EVENTS_API, self.post_events)
+        for route in ROUTES:
+            app.router.add_post(f"/v1/{route}", self.post_segment)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/metrics", self.metrics)
         app.on_startup.append(self._start_polling)
@@ -73,7 +90,12 @@ class Collector:
 
     async def post_events(self, request: web.Request) -> web.Response:
         response = await self._handle(request)
-        REQUESTS.labels(str(response.status)).inc()
+        REQUESTS.labels(EVENTS_API, str(response.status)).inc()
+        return response
+
+    async def post_segment(self, request: web.Request) -> web.Response:
+        response = await self._segment.handle(request)
+        REQUESTS.labels(request.path, str(response.status)).inc()
         return response
 
     async def healthz(self, _request: web.Request) -> web.Response:
@@ -85,7 +107,8 @@ class Collector:
     # --- the request ------------------------------------------------------------------
 
     async def _handle(self, request: web.Request) -> web.Response:
-        if self._settings.write_keys and not self._authorised(request):
+        key = self._keys.find(_bearer(request.headers.get("Authorization", "")))
+        if key is None and self._keys.required:
             return _json(401, {"error": "missing or unknown write key (Authorization: Bearer <key>)"})
         if (request.content_length or 0) > self._tuning.max_body_bytes:
             return _too_large(f"body over {self._tuning.max_body_bytes} bytes")
@@ -93,25 +116,28 @@ class Collector:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             return _too_large(f"body over {self._tuning.max_body_bytes} bytes")
+        except web.RequestPayloadError:
+            return _json(400, {"error": f"the body does not decode as {request.headers.get('Content-Encoding')}"})
         items = list(decode_record(body))
         if not items:
             return _json(400, {"error": "no events in the body"})
         if len(items) > self._tuning.max_events:
             return _too_large(f"{len(items)} events; at most {self._tuning.max_events} per request")
+        if key is not None and (wait := self._keys.admit(key, len(items))):
+            EVENTS.labels(EVENTS_API, "limited").inc(len(items))
+            return _json(429, {"error": f"write key {key.name} is over its rate"}, {"Retry-After": str(wait)})
         events, letters, errors = self._check(body, items)
         error = await self._publish(events, letters)
         if error is not None:
-            EVENTS.labels("retry").inc(len(items))
-            return _json(503, {"error": f"Kafka unavailable: {error}"}, {"Retry-After": str(self._tuning.retry_after_s)})
-        EVENTS.labels("accepted").inc(len(events))
-        EVENTS.labels("rejected").inc(len(letters))
+            EVENTS.labels(EVENTS_API, "retry").inc(len(items))
+            return _json(
+                503, {"error": f"Kafka unavailable: {error}"}, {"Retry-After": str(self._tuning.retry_after_s)}
+            )
+        EVENTS.labels(EVENTS_API, "accepted").inc(len(events))
+        EVENTS.labels(EVENTS_API, "rejected").inc(len(letters))
         if errors:
             return _json(400, {"accepted": len(events), "rejected": len(letters), "errors": errors})
         return _json(202, {"accepted": len(events)})
-
-    def _authorised(self, request: web.Request) -> bool:
-        scheme, _, key = request.headers.get("Authorization", "").partition(" ")
-        return scheme.lower() == "bearer" and key.strip() in self._settings.write_keys
 
     def _check(
         self, body: bytes, items: list[tuple[bytes, Any]]
@@ -223,6 +249,12 @@ def letter_id(body_id: str, index: int) -> str:
     return f"{SOURCE}:{body_id}#{index}"
 
 
+def _bearer(authorization: str) -> str | None:
+    """The key of an ``Authorization: Bearer <key>`` header, else None."""
+    scheme, _, key = authorization.partition(" ")
+    return (key.strip() or None) if scheme.lower() == "bearer" else None
+
+
 def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(status=status, body=orjson.dumps(body), content_type="application/json", headers=headers)
 
@@ -239,5 +271,5 @@ def run_collector(settings: Settings) -> None:
     config = {"message.timeout.ms": delivery_ms, "linger.ms": 1}
     producer = EventProducer.from_settings(settings, config=config, process="collector")
     app = Collector(settings, producer).application()
-    print(f"collector on http://{host}:{settings.collector_port}/v1/events", flush=True)
+    print(f"collector on http://{host}:{settings.collector_port}/v1/events and Segment's /v1/batch", flush=True)
     web.run_app(app, host=host, port=settings.collector_port, print=None)

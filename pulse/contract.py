@@ -143,6 +143,16 @@ STANDARD_TYPES: Mapping[str, Mapping[str, PropCheck]] = {
 }
 NO_PROPS: Mapping[str, PropCheck] = {}  # what a custom type requires
 
+# Who a user is rather than what they did: the identify, alias and group calls of the Segment API
+# (producers/segment.py). Standard types too, documented in the README, but not behaviour: neither
+# product use nor simulated. identify carries the user's traits in props, group the group's.
+IDENTITY_TYPES: Mapping[str, Mapping[str, PropCheck]] = {
+    "identify": {},
+    "alias": {"previous_id": STRING},  # the id the user was known by before user_id
+    "group": {"group_id": STRING},
+}
+_PROP_RULES: Mapping[str, Mapping[str, PropCheck]] = {**STANDARD_TYPES, **IDENTITY_TYPES}
+
 
 # Product use: what a customer does in the product, not what is done to them (emails, ads,
 # agents' replies, billing) nor what they tell us (surveys and tickets). A user's activity, for
@@ -159,8 +169,8 @@ def is_product_use(event_type: str) -> bool:
 
 
 def is_known_type(name: str) -> bool:
-    """True for a standard type or a custom one named ``custom.<snake_case>``."""
-    return name in STANDARD_TYPES or CUSTOM_TYPE_PATTERN.fullmatch(name) is not None
+    """True for a standard type (an identity type too) or a custom one named ``custom.<snake_case>``."""
+    return name in _PROP_RULES or CUSTOM_TYPE_PATTERN.fullmatch(name) is not None
 
 
 # --- validation ---------------------------------------------------------------------------
@@ -337,7 +347,7 @@ def _optional_object(obj: dict[str, Any], name: str, problems: list[Problem]) ->
 
 
 def _check_props(event_type: str, props: dict[str, Any], problems: list[Problem]) -> None:
-    for name, check in STANDARD_TYPES.get(event_type, NO_PROPS).items():
+    for name, check in _PROP_RULES.get(event_type, NO_PROPS).items():
         if name not in props:
             problems.append(Problem("missing_prop", f"props.{name}", f"is required for {event_type}"))
             continue

@@ -8,7 +8,9 @@ demo unchanged: a broker the project starts itself and an embedded ClickHouse en
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -137,6 +139,27 @@ class CollectorTuning:
     # the events of concurrent requests share one open record per partition, produced when full
     # or this long after its first event: a request's answer waits this much longer at most
     linger_ms: int = 5
+    # each write key's token bucket (events per second refilled, bucket size), unless its entry
+    # in the write-keys file says otherwise; 0 events/s: no limit
+    key_events_per_s: float = 0.0
+    key_burst: int = 10_000
+
+
+@dataclass(frozen=True)
+class WriteKey:
+    """A write key the collector accepts, known by its SHA-256 only, so the secret is in no file.
+
+    ``name`` says which key it is (in logs, metrics and each Segment event's context) and
+    ``source`` what sends with it (``ios-app``, ``web``); a rotation adds a second key for the same
+    source before the old one is removed. ``events_per_s`` and ``burst`` override the collector's
+    ``key_events_per_s`` and ``key_burst`` for this key.
+    """
+
+    name: str
+    source: str
+    sha256: str
+    events_per_s: float | None = None
+    burst: int | None = None
 
 
 @dataclass(frozen=True)
@@ -160,6 +183,8 @@ class Settings:
     app_id: str
     state_store: str
     config_file: Path | None = None
+    # the write keys with names, sources and rate limits (see read_write_keys); re-read when it changes
+    write_keys_file: Path | None = None
     producer: ProducerTuning = field(default_factory=ProducerTuning)
     dedup: DedupTuning = field(default_factory=DedupTuning)
     sessions: SessionTuning = field(default_factory=SessionTuning)
@@ -195,6 +220,8 @@ class Settings:
             env["KAFKA_BOOTSTRAP"] = self.kafka_bootstrap
         if self.config_file:
             env["PULSE_CONFIG"] = str(self.config_file)
+        if self.write_keys_file:
+            env["PULSE_WRITE_KEYS_FILE"] = str(self.write_keys_file)
         return env
 
     def not_after_ms(self) -> int:
@@ -265,6 +292,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         app_id=env.get("PULSE_APP_ID", "customer-pulse"),
         state_store=env.get("PULSE_STATE_STORE", "memory://"),
         config_file=config_file,
+        write_keys_file=Path(env["PULSE_WRITE_KEYS_FILE"]).resolve() if env.get("PULSE_WRITE_KEYS_FILE") else None,
     )
     if settings.partitions < 1:
         raise SettingsError("PULSE_PARTITIONS must be at least 1")
@@ -339,3 +367,62 @@ def _section(current: T, values: Any, where: str) -> T:
             raise SettingsError(f"{where}.{key}: expected {expected.__name__}, got {value!r}")
         updates[key] = value
     return replace(current, **updates)  # type: ignore[type-var]
+
+
+# --- write keys ---------------------------------------------------------------------------
+
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def hash_write_key(key: str) -> str:
+    """The SHA-256 (hex) under which a write key is stored and looked up."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def env_write_keys(keys: frozenset[str]) -> tuple[WriteKey, ...]:
+    """``PULSE_WRITE_KEYS`` as write keys: named after their hash, source ``env``, the default limits."""
+    hashed = sorted(hash_write_key(key) for key in keys)
+    return tuple(WriteKey(f"env:{digest[:8]}", "env", digest) for digest in hashed)
+
+
+def read_write_keys(path: Path) -> tuple[WriteKey, ...]:
+    """The write keys of a ``PULSE_WRITE_KEYS_FILE``, refusing any mistake with its file and entry.
+
+    The file is YAML: ``keys:``, a list of ``{name, source, sha256, events_per_s?, burst?}``.
+    """
+    try:
+        document = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise SettingsError(f"cannot read PULSE_WRITE_KEYS_FILE {path}: {exc}") from None
+    if not isinstance(document, dict) or set(document) - {"keys"} or not isinstance(document.get("keys", []), list):
+        raise SettingsError(f"{path}: expected a mapping with one list, keys: [{{name, source, sha256}}, ...]")
+    keys = tuple(_write_key(entry, f"{path}:keys[{index}]") for index, entry in enumerate(document.get("keys", [])))
+    for field_name in ("name", "sha256"):
+        values = [getattr(key, field_name) for key in keys]
+        if len(set(values)) != len(values):
+            raise SettingsError(f"{path}: two keys have the same {field_name}")
+    return keys
+
+
+def _write_key(entry: Any, where: str) -> WriteKey:
+    if not isinstance(entry, dict):
+        raise SettingsError(f"{where}: expected a mapping")
+    known = {f.name for f in fields(WriteKey)}
+    unknown = set(entry) - known
+    if unknown:
+        raise SettingsError(
+            f"{where}: unknown keys {sorted(unknown)}; known: {sorted(known)} (store the sha256, never the key)"
+        )
+    for name in ("name", "source", "sha256"):
+        if not isinstance(entry.get(name), str) or not entry[name].strip():
+            raise SettingsError(f"{where}.{name}: expected a non-empty string")
+    digest = entry["sha256"].strip().lower()
+    if not _SHA256_HEX.fullmatch(digest):
+        raise SettingsError(f"{where}.sha256: expected 64 hex digits (printf %s KEY | sha256sum)")
+    rate, burst = entry.get("events_per_s"), entry.get("burst")
+    if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int | float) or rate < 0):
+        raise SettingsError(f"{where}.events_per_s: expected a number >= 0, got {rate!r}")
+    if burst is not None and (type(burst) is not int or burst < 1):
+        raise SettingsError(f"{where}.burst: expected a whole number >= 1, got {burst!r}")
+    events_per_s = None if rate is None else float(rate)
+    return WriteKey(entry["name"].strip(), entry["source"].strip(), digest, events_per_s, burst)

@@ -47,7 +47,9 @@ def create_app(settings: Settings, health: WorkerHealth) -> faust.App:
 
     def held_partitions() -> list[int]:
         """The events partitions held with their state read back; none while recovering or rebalancing."""
-        return [tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topics.events] if restored() else []
+        if not restored():
+            return []
+        return [tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topics.events]
 
     @app.agent(events.source, name="events", concurrency=1)
     async def process_events(stream: faust.StreamT) -> None:

@@ -51,6 +51,14 @@ committed over silently (what turned 3 into a loss), two or more held the commit
 hole holds it (without transactions or compaction there are no legitimate ones), so a
 missing record shows as a stalled partition, which ``/healthz`` reports, never as a loss.
 
+**5. Never crash on a partition that has no position yet.** Faust's livelock detector
+(``Consumer._commit_livelock_detector``, every 2.5 commit intervals once no rebalance is under
+way) reads each assigned partition's position from aiokafka, which *asserts* that one is set.
+Correction 2's seek to the beginning leaves a partition without one until the fetcher has
+asked Kafka where the beginning is; a detector run in that window crashed the worker (seen with
+three workers joining a group). The check now skips such a partition: it has nothing to verify
+until it has a position, and the next run looks again.
+
 Only the version these were written against is patched: any other refuses to run until
 this module has been checked against it.
 """
@@ -64,7 +72,7 @@ from typing import Any, cast
 import faust
 from faust.tables.recovery import Recovery
 from faust.transport.consumer import Consumer, ThreadDelegateConsumer
-from faust.transport.drivers.aiokafka import ensure_aiokafka_TP
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, ensure_aiokafka_TP
 from faust.types import TP
 
 from pulse.errors import PulseError
@@ -73,6 +81,7 @@ PINNED_FAUST = "0.15.3"
 
 upstream_on_recovery_completed = Recovery.on_recovery_completed
 upstream_new_offset = Consumer._new_offset
+upstream_verify_event_path = AIOKafkaConsumerThread.verify_event_path
 
 
 class UnsupportedFaustError(PulseError):
@@ -159,6 +168,15 @@ def new_offset_without_holes(self: Consumer, tp: TP) -> int | None:
     return upstream_new_offset(self, tp)
 
 
+def verify_event_path_once_positioned(self: AIOKafkaConsumerThread, now: float, tp: TP) -> None:
+    """Upstream's livelock check of a partition, skipped while it has no position (correction 5)."""
+    subscription = self._ensure_consumer()._subscription.subscription
+    state = subscription.assignment.state_value(ensure_aiokafka_TP(tp)) if subscription is not None else None
+    if state is None or not state.has_valid_position:
+        return None
+    return upstream_verify_event_path(self, now, tp)
+
+
 def apply() -> None:
     """Install the corrected method; refuse any faust-streaming but the pinned one."""
     if faust.__version__ != PINNED_FAUST:
@@ -170,6 +188,7 @@ def apply() -> None:
     Recovery.on_recovery_completed = on_recovery_completed  # type: ignore[method-assign]
     ThreadDelegateConsumer._getmany = getmany_from_fixed_partitions  # type: ignore[method-assign]
     Consumer._new_offset = new_offset_without_holes  # type: ignore[method-assign]
+    AIOKafkaConsumerThread.verify_event_path = verify_event_path_once_positioned  # type: ignore[method-assign]
 
 
 apply()

@@ -4,6 +4,9 @@ Slice ``sessions``: the open sessions, the first session's start and source, the
 version counter and the user's latest event time, as JSON. Version 1 (written before the
 job runtime) lacked the latest event time; it is derived from the open sessions on read.
 
+Identity events (``identify``, ``alias``, ``group``) are not activity and make no session: a
+server's identify call for a user who is away would otherwise open one of a single event.
+
 The slice's deadline is the earliest end of an open session plus the timeout (the session
 closes when the watermark passes it); with no open session, the latest event plus the
 retention, after which the slice is empty and dropped: the first-touch memory of a user
@@ -17,7 +20,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from pulse.contract import Event
+from pulse.contract import IDENTITY_TYPES, Event
 from pulse.outputs import SESSIONS
 from stream_jobs.job import Row
 from stream_jobs.sessionizer import SessionRules, UserSessions, add_events, close_deadline, close_expired, session_rows
@@ -35,7 +38,7 @@ class SessionsJob:
     name = SESSIONS_SLICE
     version = 2
     outputs = (SESSIONS,)
-    event_types = None  # every event is part of a session
+    event_types = None  # every event but the identity types is part of a session
 
     def empty(self) -> UserSessions:
         return UserSessions()
@@ -53,7 +56,9 @@ class SessionsJob:
         return len(state.open)
 
     def on_events(self, user_id: str, state: UserSessions, events: Sequence[Event]) -> list[Row]:
-        if not events:  # only resent or too-late events from this user: nothing changed
+        # identify, alias and group say who the user is, often from a server outside any visit: not activity
+        events = [event for event in events if event.type not in IDENTITY_TYPES]
+        if not events:  # only resent, too-late or identity events from this user: nothing changed
             return []
         retracted = add_events(state, events, self.rules)
         return _rows(session_rows(user_id, state, state.open, False, retracted))

@@ -1,4 +1,4 @@
-"""The corrections of :mod:`stream_jobs.faust_fixes` that need no broker: the fetch's partitions and the commit rule.
+"""The corrections of :mod:`stream_jobs.faust_fixes` that need no broker: the fetch's partitions, the commit rule, the livelock check.
 
 Corrections 1 and 2 (the order of the post-recovery seek) are only visible with a broker:
 ``tests/integration/test_recovery_race.py``. Correction 3 is seen end to end in
@@ -15,9 +15,12 @@ from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any, NamedTuple
 
+from aiokafka.consumer.fetcher import OffsetResetStrategy
+from aiokafka.consumer.subscription_state import TopicPartitionState
 from faust.types import TP
 from intervaltree import IntervalTree
 
+from stream_jobs import faust_fixes
 from stream_jobs.faust_fixes import getmany_from_fixed_partitions, new_offset_without_holes, upstream_new_offset
 
 STREAM = TP("events", 1)
@@ -149,3 +152,25 @@ def test_contiguous_acknowledgements_commit_as_upstream() -> None:
     assert new_offset_without_holes(consumer_with(5, [5, 6, 9]), STREAM) == 7  # type: ignore[arg-type]
     assert new_offset_without_holes(consumer_with(None, [3, 4]), STREAM) == 5  # type: ignore[arg-type]
     assert new_offset_without_holes(consumer_with(5, []), STREAM) is None  # type: ignore[arg-type]
+
+
+def test_the_livelock_check_skips_a_partition_waiting_for_its_position(monkeypatch: Any) -> None:
+    """Correction 5: after a seek to the beginning aiokafka holds no position, and reading it asserts."""
+    checked: list[TP] = []
+    monkeypatch.setattr(faust_fixes, "upstream_verify_event_path", lambda _thread, _now, tp: checked.append(tp))
+    waiting, consuming = TP("events", 0), TP("events", 1)
+
+    async def states() -> dict[TP, TopicPartitionState]:  # aiokafka's states make futures: inside a loop
+        made = {tp: TopicPartitionState(assignment=None) for tp in (waiting, consuming)}
+        made[waiting].highwater = 40  # fetched before the reset, as in the crash
+        made[waiting].await_reset(OffsetResetStrategy.EARLIEST)
+        made[consuming].seek(7)
+        return made
+
+    consumer = AiokafkaConsumer({})
+    consumer.states = asyncio.run(states())
+    consumer._subscription.subscription.assignment.state_value = consumer.states.get
+    thread = SimpleNamespace(_ensure_consumer=lambda: consumer)
+    for tp in (waiting, consuming, TP("events", 2)):  # the last one is not assigned (any more)
+        faust_fixes.verify_event_path_once_positioned(thread, 0.0, tp)  # type: ignore[arg-type]
+    assert checked == [consuming]

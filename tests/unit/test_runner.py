@@ -108,3 +108,14 @@ def test_a_quiet_partition_closes_sessions_by_wall_clock(tmp_path: Path) -> None
     quiet = worker.tick(wall_ms=wall_now + 41 * MINUTE)  # event time moves on 41 minutes
     assert [(r["user_id"], r["closed"], r["events"]) for r in sessions(quiet)] == [("u1", True, 1)]
     assert worker.runner.live("sessions") == 0
+
+
+def test_identity_events_make_no_session_and_count_in_none(tmp_path: Path) -> None:
+    """A server's identify for a user who is away is not a visit; inside a visit it adds no event."""
+    worker = Worker(tmp_path)
+    identify = {"event_id": "i0", "type": "identify", "user_id": "u1", "ts": T0, "props": {"plan": "pro"}}
+    alone = worker.feed(record(identify), offset=0)
+    assert events(alone) == ["i0"] and sessions(alone) == []  # stored as an event all the same
+    group = {"event_id": "g0", "type": "group", "user_id": "u1", "ts": T0 + 2 * MINUTE, "props": {"group_id": "acme"}}
+    visit = worker.feed(record(login(1, 1), group, login(2, 3)), offset=1)
+    assert live_sessions(visit) == [(2, T0 + MINUTE, False)]

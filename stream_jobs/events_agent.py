@@ -18,11 +18,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
 
 import faust
-from faust.types import TP
+from faust.types import TP, RecordMetadata
 
 from pulse.dead_letter import DeadLetter
 from pulse.lag import observe_lag
@@ -89,9 +89,9 @@ class EventsAgent:
         for partition, offset in (await self._producer.confirm()).items():
             self.state.data.set_persisted_offset(TP(self._changelog, partition), offset)
 
-    async def send_tick(self, partition: int, wall_ms: int) -> None:
-        """Queue a tick behind the partition's events; returns once Kafka holds it."""
-        await (await self.source.send(value=b"", headers=[(TICK_HEADER, str(wall_ms).encode())], partition=partition))
+    async def send_tick(self, partition: int, wall_ms: int) -> Awaitable[RecordMetadata]:
+        """Queue a tick behind the partition's events; what it returns resolves once Kafka holds it."""
+        return await self.source.send(value=b"", headers=[(TICK_HEADER, str(wall_ms).encode())], partition=partition)
 
     async def index_partitions(self, held: Callable[[], list[int]]) -> None:
         """Rebuild the timers of newly ``held()`` partitions, a step at a time, between records.
@@ -109,7 +109,7 @@ class EventsAgent:
                 for _ in self.runner.index_partition(partition):
                     await asyncio.sleep(0)
                 metrics.TIMER_INDEX_SECONDS.observe(time.perf_counter() - started)
-                await self.send_tick(partition, time.time_ns() // 1_000_000)
+                await (await self.send_tick(partition, time.time_ns() // 1_000_000))  # readiness waits for it
         finally:
             self._indexing = False
 

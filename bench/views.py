@@ -59,6 +59,7 @@ from devstack.offline_load import load_tables
 from ops.progress import Progress
 from producers.simulator import SimulationConfig, simulate
 from pulse.errors import PulseError
+from pulse.outputs import PERSON_IDS
 from pulse.settings import load_settings
 from sinks.clickhouse import connect
 from sinks.migrations import migrate
@@ -277,9 +278,8 @@ def copy_last(client: Client, tables: list[str], copy: int, events: int) -> int:
     first_events = f"SELECT * FROM {SEED}.events ORDER BY user_id, ts, event_id LIMIT {events}"
     users = f"SELECT user_id FROM ({first_events})"
     for table in tables:
-        source = (
-            f"({first_events})" if table == "events" else f"(SELECT * FROM {SEED}.`{table}` WHERE user_id IN ({users}))"
-        )
+        key = "id" if table == PERSON_IDS.table else "user_id"  # person_ids maps every id, users' included
+        source = f"({first_events})" if table == "events" else f"(SELECT * FROM {SEED}.`{table}` WHERE {key} IN ({users}))"
         insert_copies(client, table, source, copy, 1)
     return int(client.command(f"SELECT uniqExact(user_id) FROM ({first_events})"))
 
@@ -287,7 +287,8 @@ def copy_last(client: Client, tables: list[str], copy: int, events: int) -> int:
 def insert_copies(client: Client, table: str, source: str, first: int, count: int) -> None:
     """Insert copies ``first`` .. ``first + count - 1`` of ``source``'s rows into ``table``, ids made the copy's own."""
     columns = client.query(f"""
-        SELECT name, type FROM system.columns WHERE database = '{SEED}' AND table = '{table}' ORDER BY position
+        SELECT name, type FROM system.columns
+        WHERE database = '{SEED}' AND table = '{table}' AND default_kind != 'ALIAS' ORDER BY position
     """).result_rows  # fmt: skip
     names = ", ".join(f"`{name}`" for name, _ in columns)
     values = ", ".join(copied(name, kind) for name, kind in columns)
@@ -302,7 +303,7 @@ def copied(column: str, kind: str) -> str:
     No alias: ``INSERT ... SELECT`` matches columns by position.
     """
     quoted, suffix = f"`{column}`", "toString(copy.number)"
-    if kind == "String" and column.endswith("_id"):
+    if kind == "String" and (column == "id" or column.endswith("_id")):
         return f"concat({quoted}, '~', {suffix})"
     if column in JSON_COLUMNS:
         rewrite = (

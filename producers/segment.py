@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from producers.segment_spec import spec_event, spec_props
-from pulse.contract import EPOCH, ONE_MS, Invalid, Problem
+from pulse.contract import EPOCH, ONE_MS, Invalid, Problem, is_placeholder
 
 CALLS = ("track", "identify", "page", "screen", "group", "alias")
 MAX_MESSAGE_BYTES = 32 * 1024  # Segment's limit per call, as JSON
@@ -116,11 +116,13 @@ def _ids(message: dict[str, Any], call: str) -> tuple[str | None, str | None] | 
 
 
 def _optional_id(value: Any) -> str | None:
-    """An id as a string: Segment's SDKs send strings, its API takes numbers too; None when absent or empty."""
+    """An id as a string: Segment's SDKs send strings, its API takes numbers too; None when absent, empty or a
+    placeholder (``"undefined"``, ``"null"``...: what a client sends for no id, which must not make one user
+    of every visitor that sent it)."""
     if isinstance(value, str):
-        return value if value.strip() else None
+        return None if is_placeholder(value) else value
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)
+        return None if value == 0 else str(value)
     return None
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
@@ -31,7 +31,7 @@ TOP_LEVEL_FIELDS = frozenset({"event_id", "type", "user_id", "ts", "props", "con
 PIPELINE_FIELDS = frozenset({"server_received_at"})
 ALLOWED_FIELDS = TOP_LEVEL_FIELDS | PIPELINE_FIELDS
 
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ONE_MS = timedelta(milliseconds=1)
 
 SURVEY_SCALES: Mapping[str, tuple[int, int]] = {"nps": (0, 10), "csat": (1, 5), "ces": (1, 7)}
@@ -89,6 +89,19 @@ class Event(NamedTuple):
         if self.server_received_at is not None:
             wire["server_received_at"] = self.server_received_at
         return wire
+
+
+# Ids that buggy clients send for "no id", compared case-insensitively after trimming: claiming one would
+# merge every visitor that sent it into one person (PostHog refuses the same list).
+PLACEHOLDER_IDS = frozenset({
+    "", "null", "undefined", "none", "nil", "nan", "0", "-1", "[object object]", "anonymous", "guest",
+    "true", "false", "distinct_id", "id", "not_authenticated", "email",
+})  # fmt: skip
+
+
+def is_placeholder(user_id: str) -> bool:
+    """Whether an id is one clients send when they have none."""
+    return user_id.strip().casefold() in PLACEHOLDER_IDS
 
 
 # --- property rules -----------------------------------------------------------------------

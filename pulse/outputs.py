@@ -195,6 +195,20 @@ CLV_PREDICTIONS = OutputSpec(
     migration="0010_clv_predictions",
 )
 
+PERSON_IDS = OutputSpec(
+    name="person_ids",
+    topic_suffix="person-ids",
+    table="person_ids",
+    columns=(
+        Column("id", "String", REQUIRED),  # any id an event carried as user_id, anonymous id or previous id
+        Column("person_id", "String", REQUIRED),  # the id of the person it belongs to: itself unless merged
+        Column("ts", "DateTime64(3, 'UTC')", REQUIRED),  # event time of the first event, or of the merge
+        Column("merged", "UInt8", REQUIRED),  # 1: merged into another id; wins over the row of the id alone
+    ),
+    migration="0019_person_ids",
+    time_column="ts",
+)
+
 DEAD_LETTERS = OutputSpec(
     name="dead_letters",
     topic_suffix="dead-letters",
@@ -214,4 +228,5 @@ DEAD_LETTERS = OutputSpec(
 )
 
 # The outputs the sink writes, in the order it writes their tables: the stream jobs', then `pulse clv fit`'s.
-OUTPUTS: tuple[OutputSpec, ...] = (VALID_EVENTS, SESSIONS, FUNNEL_STEPS, CHURN_SCORES, CHURN_ALERTS, CLV_PREDICTIONS)
+OUTPUTS: tuple[OutputSpec, ...] = (VALID_EVENTS, SESSIONS, FUNNEL_STEPS, CHURN_SCORES, CHURN_ALERTS, PERSON_IDS,
+                                   CLV_PREDICTIONS)  # fmt: skip

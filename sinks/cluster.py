@@ -13,7 +13,8 @@ statement, so the two variants cannot drift apart:
   timeline and sessions on one shard, so per-user queries ask one shard.
 - ``ALTER TABLE t`` alters ``t_local`` on every node, and the Distributed ``t`` too when it
   changes columns, which both must have.
-- ``CREATE VIEW`` gets ``ON CLUSTER``: it reads the Distributed tables by their old names.
+- ``CREATE VIEW`` and ``CREATE DICTIONARY`` get ``ON CLUSTER``: they read the Distributed
+  tables by their old names.
 
 Anything else (a materialized view needs a target table per shard, for one) is refused
 rather than guessed at.
@@ -33,6 +34,7 @@ LOCAL = "_local"
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _CREATE_TABLE = re.compile(r"CREATE TABLE (?:IF NOT EXISTS )?(\w+)(?=\s)")
 _CREATE_VIEW = re.compile(r"CREATE (?:OR REPLACE )?VIEW (?:IF NOT EXISTS )?(\w+)(?=\s)")
+_CREATE_DICTIONARY = re.compile(r"CREATE (?:OR REPLACE )?DICTIONARY (?:IF NOT EXISTS )?(\w+)(?=\s)")
 _ALTER_TABLE = re.compile(r"ALTER TABLE (\w+)\s+(.*)", re.DOTALL)
 _COLUMN_COMMAND = re.compile(r"(ADD|DROP|MODIFY|RENAME|COMMENT|CLEAR) COLUMN\b")
 _ENGINE = re.compile(r"ENGINE = (\w*)MergeTree\b(?:\(([^)]*)\))?")
@@ -55,7 +57,7 @@ def on_cluster(statement: str, cluster: str) -> list[str]:
         if _COLUMN_COMMAND.match(commands):
             return [local, f"ALTER TABLE {table} ON CLUSTER {cluster} {commands}"]
         return [local]
-    if match := _CREATE_VIEW.match(statement):
+    if match := _CREATE_VIEW.match(statement) or _CREATE_DICTIONARY.match(statement):
         return [f"{statement[: match.end()]} ON CLUSTER {cluster}{statement[match.end() :]}"]
     raise ClusterDDLError(f"no cluster variant for: {statement.splitlines()[0]} (teach sinks/cluster.py)")
 

@@ -22,7 +22,7 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.insert import InsertContext
 
 from pulse.errors import PulseError
-from pulse.outputs import DEAD_LETTERS, OUTPUTS
+from pulse.outputs import DEAD_LETTERS, OUTPUTS, PERSON_IDS
 from pulse.settings import SinkTuning
 from sinks import metrics
 from sinks.batch import Batch
@@ -30,6 +30,8 @@ from sinks.failures import describe, is_transient
 from sinks.rows import Columns, add_rejected
 
 log = logging.getLogger(__name__)
+
+PERSON_LINKS = "person_links"  # the dictionary of merged ids (migration 0019_person_ids)
 
 
 class Stopped(PulseError, RuntimeError):
@@ -64,6 +66,8 @@ class BatchWriter:
             columns = batch.tables[spec.table]
             refused = self.write(spec.table, columns, batch.dedup_token(spec.table))
             add_rejected(spec.table, columns, refused, batch.letters)
+        if any(batch.tables[PERSON_IDS.table].data[PERSON_IDS.column_names.index("merged")]):
+            self._reload_person_links()
         token = batch.dedup_token(DEAD_LETTERS.table)
         refused = self.write(DEAD_LETTERS.table, batch.letters, token)
         if not refused:
@@ -74,6 +78,16 @@ class BatchWriter:
         add_rejected(DEAD_LETTERS.table, batch.letters, refused, again)
         if self.write(DEAD_LETTERS.table, again, f"{token}:refused"):
             raise SinkError("ClickHouse refused sink_rejected dead letters; see the log for its message")
+
+    def _reload_person_links(self) -> None:
+        """Have ``person_id`` (a dictionary lookup, see migration 0019) see the merges just written, now.
+
+        Without it they show within the dictionary's LIFETIME (a minute): a failure only logs.
+        """
+        try:
+            self._client.command(f"SYSTEM RELOAD DICTIONARY {PERSON_LINKS}")
+        except Exception as exc:  # the LIFETIME reload catches up
+            log.warning("could not reload %s (merges show within its LIFETIME): %s", PERSON_LINKS, exc)
 
     def write(self, table: str, columns: Columns, token: str) -> list[Refusal]:
         """Insert ``columns`` into ``table``; returns, once the rest is durable, the rows refused for good."""

@@ -162,6 +162,18 @@ class ChurnJob:
             return []
         return [_score_row(user_id, state.current, state.published_at, state.version)]
 
+    def merge(self, user_id: str, state: ChurnState, other_id: str, other: ChurnState) -> list[Row]:
+        """A person with no activity of their own takes the merged id's windows and score; else theirs stand.
+
+        Risk is about a customer's own use: an anonymous visitor merged into a customer who is
+        already scored adds page views from before they signed in, which the windows cannot
+        place among the customer's days without replaying both; they are left out.
+        """
+        if not self.is_empty(state) or self.is_empty(other):
+            return []
+        vars(state).update(vars(other))
+        return self.current_rows(user_id, state)
+
     # --- internals --------------------------------------------------------------------
 
     def _next_check(self, state: ChurnState) -> int | None:

@@ -52,7 +52,7 @@ class SeenIds:
     and the cap, which drop ids, pack anew.
     """
 
-    __slots__ = ("ids", "oldest", "_packed")
+    __slots__ = ("_packed", "ids", "oldest")
 
     def __init__(self, packed: array | None = None) -> None:
         self._packed = array("q") if packed is None else packed
@@ -154,4 +154,13 @@ class DedupSlice:
         return []
 
     def current_rows(self, user_id: str, state: SeenIds) -> list[Row]:
+        return []
+
+    def merge(self, user_id: str, state: SeenIds, other_id: str, other: SeenIds) -> list[Row]:
+        """Remember the merged id's events too, so a resend under either id is dropped.
+
+        Their offsets were of another partition: they take -1, which no replay here matches.
+        """
+        for key, (ts, _) in other.ids.items():
+            state.admit(key, ts, -1)
         return []

@@ -10,7 +10,9 @@ point re-reads every record whose output or state is not durable.
 
 Wall-clock ticks (see :mod:`stream_jobs.watermark`) travel in the events topic itself, as
 empty records with a ``pulse.tick`` header, so they are processed in stream iteration, in
-order with the partition's events, and no second input topic is needed.
+order with the partition's events, and no second input topic is needed. So do the steps of
+identity stitching (:mod:`stream_jobs.identity`): events forwarded to the person an id merged
+into, merge requests and their answers, each sent to the partition of the id it is keyed by.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from faust.types import TP, RecordMetadata
 
 from pulse.dead_letter import DeadLetter
 from pulse.lag import observe_lag
-from pulse.outputs import CHURN_ALERTS, FUNNEL_STEPS, SESSIONS
+from pulse.outputs import CHURN_ALERTS, FUNNEL_STEPS, PERSON_IDS, SESSIONS
+from pulse.partitioning import partition_for
 from pulse.settings import Settings
 from pulse.topics import Topics
 from stream_jobs import metrics
@@ -35,7 +38,7 @@ from stream_jobs.churn_scoring import TIERS
 from stream_jobs.health import WorkerHealth
 from stream_jobs.output_producer import OutputProducer, attach_to_commits
 from stream_jobs.publishing import output_records
-from stream_jobs.runner import JobRunner, Output
+from stream_jobs.runner import HANDOFF_HEADER, MERGE_HEADER, PERSON_HEADER, JobRunner, Output
 from stream_jobs.sessions_job import SESSIONS_SLICE
 
 log = logging.getLogger(__name__)
@@ -53,6 +56,8 @@ class EventsAgent:
         self.runner = JobRunner(settings, self.state.data)
         self._outputs = {spec: topics.output(spec) for spec in self.runner.outputs}
         self._dead = topics.dead_letters
+        self._events = topics.events
+        self._partitions = settings.partitions
         self._changelog = self.state.changelog_topic.get_topic_name()
         # a store on disk keeps the changelog offset it holds, so a restart reads only what came after
         on_disk = not settings.state_store.startswith("memory:")
@@ -67,11 +72,12 @@ class EventsAgent:
 
     async def handle(self, event: faust.EventT) -> None:
         message = event.message
-        tick = dict(message.headers or ()).get(TICK_HEADER)
+        headers = dict(message.headers or ())
+        tick = headers.get(TICK_HEADER)
         if tick is not None:
             out = self.runner.tick(message.partition, int(tick))
         else:
-            out = self._process(event)
+            out = self._process(event, headers)
         await self._producer.make_room()
         self._publish(out, message)
         self._write_state(out, message.partition)
@@ -117,11 +123,18 @@ class EventsAgent:
         """Whether the ``held`` partitions' timers are rebuilt, each with its tick in Kafka."""
         return not self._indexing and not self.runner.unindexed(held)
 
-    def _process(self, event: faust.EventT) -> Output:
+    def _process(self, event: faust.EventT, headers: dict[str, bytes]) -> Output:
         message = event.message
         metrics.RECORDS_IN.inc()
+        partition, offset = message.partition, message.offset
         try:
-            return self.runner.process(event.value, message.topic, message.partition, message.offset)
+            if (outcome := headers.get(HANDOFF_HEADER)) is not None:
+                merged_id, person = headers[MERGE_HEADER].decode(), message.key.decode()
+                return self.runner.handoff(event.value or b"", merged_id, outcome.decode(), person, partition, offset)
+            if MERGE_HEADER in headers:
+                return self.runner.merge_request(event.value, partition, offset)
+            person = headers.get(PERSON_HEADER)
+            return self.runner.process(event.value, message.topic, partition, offset, person and person.decode())
         except Exception as exc:  # a bug must not lose the record: keep it whole for a replay
             log.exception("failed to process %s/%s@%s", message.topic, message.partition, message.offset)
             metrics.PROCESSING_ERRORS.inc()
@@ -137,6 +150,13 @@ class EventsAgent:
                 metrics.PUBLISH_REJECTED.inc()
                 letter_id = f"publish_rejected:{source}#{index}"  # the same on a replay of the record
                 out.dead_letters.append(DeadLetter.failed(value, "publish_rejected", f"{spec.name}: {refused}", source, letter_id))
+        for reroute in out.reroutes:  # into the events topic, keyed (and partitioned) by the id it is for
+            key = reroute.user_id.encode()
+            partition = partition_for(reroute.user_id, self._partitions)
+            refused = self._producer.send(self._events, reroute.value, key=key, partition=partition, headers=reroute.headers)
+            if refused is not None:
+                metrics.OUTPUT_DROPPED.inc()
+                log.error("identity record for %s refused for good and dropped: %s", reroute.user_id, refused)
         for letter in out.dead_letters:
             refused = self._producer.send(self._dead, letter.raw, headers=letter.headers())
             if refused is not None:
@@ -163,6 +183,9 @@ class EventsAgent:
         metrics.EVENTS_VALID.inc(len(out.valid_times))
         metrics.EVENTS_DUPLICATE.inc(out.duplicates)
         metrics.LATE_EVENTS.inc(out.too_late)
+        metrics.IDS_MERGED.inc(sum(row["merged"] for row in out.rows.get(PERSON_IDS, [])))  # type: ignore[index]
+        for reason, count in out.merge_refusals.items():
+            metrics.MERGES_REFUSED.labels(reason).inc(count)
         for letter in out.dead_letters:
             if letter.reason not in ("too_late", "publish_rejected"):
                 metrics.EVENTS_INVALID.labels(letter.reason).inc()

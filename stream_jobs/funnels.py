@@ -326,6 +326,22 @@ class FunnelState:
         self.open = {level: a for level, a in self.open.items() if a.path[0][0] + funnel.window_ms >= watermark}
         return rows
 
+    def absorb(self, other: FunnelState) -> None:
+        """Take in another id's progress in the same funnel (the id merged into this user).
+
+        Waiting events join (each once); at each level the attempt entered later is kept, as
+        ``windowFunnel`` keeps the latest chain per level; counts and times take the larger.
+        """
+        waiting = {event_id for _, _, event_id in self.pending}
+        self.pending += [entry for entry in other.pending if entry[2] not in waiting]
+        for level, attempt in other.open.items():
+            held = self.open.get(level)
+            if held is None or attempt.path[0] > held.path[0]:
+                self.open[level] = attempt
+        self.attempts = max(self.attempts, other.attempts)
+        if other.last_ts is not None and (self.last_ts is None or other.last_ts > self.last_ts):
+            self.last_ts = other.last_ts
+
     def spent(self, funnel: Funnel, watermark: int, retention_ms: int) -> bool:
         """Nothing waiting or open, and the funnel silent past retention: the next event restarts the count anyway."""
         silent = self.last_ts is None or self.last_ts + _horizon(funnel, retention_ms) < watermark

@@ -87,3 +87,17 @@ class FunnelsJob:
     def current_rows(self, user_id: str, state: UserFunnels) -> list[Row]:
         return [Row(FUNNEL_STEPS, row) for name, progress in state.items()
                 for row in progress.current_rows(self.funnels[name], user_id)]  # fmt: skip
+
+    def merge(self, user_id: str, state: UserFunnels, other_id: str, other: UserFunnels) -> list[Row]:
+        """Funnel by funnel: the merged id's waiting events and open attempts join the person's.
+
+        An attempt the merged id entered goes on under the person: its later steps are the
+        person's rows, its earlier ones stay in the merged id's name (``person_id`` joins them).
+        """
+        for name, theirs in other.items():
+            ours = state.get(name)
+            if ours is None:
+                state[name] = theirs
+            else:
+                ours.absorb(theirs)
+        return []

@@ -10,7 +10,8 @@ A job knows nothing of Faust, Kafka or ClickHouse. It declares
   new event from the user (a session to close, ids to expire, a user to call churned), and
   what it does when the watermark passes it;
 - its **outputs** (:class:`pulse.outputs.OutputSpec`) and, for a replayed record, the rows
-  that describe its current state, so whatever the first attempt published is republished.
+  that describe its current state, so whatever the first attempt published is republished;
+- how it takes in the slice of an id merged into the user (identity stitching).
 
 The runner decodes and validates a record once, drops resent events, judges lateness, feeds
 every job and writes one state value per user per record.
@@ -81,4 +82,12 @@ class Job(Protocol, Generic[S]):
 
     def current_rows(self, user_id: str, state: S) -> list[Row]:
         """Rows describing the slice now, republished for a replayed record."""
+        ...
+
+    def merge(self, user_id: str, state: S, other_id: str, other: S) -> list[Row]:
+        """Take in the slice of ``other_id``, an id merged into this person (:mod:`stream_jobs.identity`).
+
+        Rows published for ``other_id`` stay in its name (BI tools see them through
+        ``person_id``), unless the merge changes what they describe: then they are retracted.
+        """
         ...

@@ -27,6 +27,13 @@ FUNNEL_STEPS = Counter(
     "pulse_funnel_steps_total", "Funnel steps reached (a row of funnel_steps; a replayed record counts again).",
     ["funnel", "step"],
 )
+IDS_MERGED = Counter("pulse_identity_ids_merged_total", "Ids merged into a person (identify, alias, or both ids on one event).")
+MERGES_REFUSED = Counter(
+    "pulse_identity_merges_refused_total",
+    "Ids an event claimed for its user and that were not merged, by reason (placeholder, both_identified, "
+    "merged_elsewhere).",
+    ["reason"],
+)
 CHURN_USERS = Gauge("pulse_churn_users", "Users by churn-risk tier in the partitions this worker holds.", ["tier"])
 CHURN_ALERTS = Counter("pulse_churn_alerts_total", "Churn alerts raised (a user's tier rose), by the new tier.", ["tier"])
 PUBLISH_REJECTED = Counter(

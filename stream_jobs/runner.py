@@ -29,18 +29,30 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
-from pulse.contract import Event
+import orjson
+
+from pulse.contract import Event, is_placeholder
 from pulse.dead_letter import DeadLetter
 from pulse.outputs import VALID_EVENTS, OutputSpec
 from pulse.settings import Settings, SettingsError
 from stream_jobs.churn_job import ChurnJob
 from stream_jobs.churn_scoring import ChurnRules
 from stream_jobs.dedup import DedupSlice, id_hash
-from stream_jobs.envelope import decode_envelope
+from stream_jobs.envelope import Envelope, RawSlice, decode_envelope
 from stream_jobs.funnels import load_funnels
 from stream_jobs.funnels_job import FunnelsJob
+from stream_jobs.identity import (
+    ALREADY,
+    MERGED,
+    PLACEHOLDER,
+    Identity,
+    IdentitySlice,
+    answer,
+    claimed_ids,
+    person_row,
+)
 from stream_jobs.job import Job, Row
 from stream_jobs.sessionizer import SessionRules
 from stream_jobs.sessions_job import SessionsJob
@@ -60,6 +72,20 @@ class StateReader(Protocol):
     def keys(self) -> Iterable[bytes]: ...
 
 
+class Reroute(NamedTuple):
+    """A record for the events topic itself, keyed by ``user_id``: forwarded events or a step of a merge."""
+
+    user_id: str
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+# headers of the records the runner sends to the events topic (see stream_jobs.identity)
+PERSON_HEADER = "pulse.person"  # events of an id merged into this person, forwarded to it
+MERGE_HEADER = "pulse.merge"  # a request to merge this id into a person: its value names them
+HANDOFF_HEADER = "pulse.handoff"  # the answer: the outcome, the merged id's slices as the value
+
+
 @dataclass
 class Output:
     """What one record (or tick) produced, and the state to write after publishing it."""
@@ -72,6 +98,8 @@ class Output:
     duplicates: int = 0
     too_late: int = 0
     valid_times: list[int] = field(default_factory=list)  # event time of each valid event published
+    reroutes: list[Reroute] = field(default_factory=list)
+    merge_refusals: Counter[str] = field(default_factory=Counter)  # by reason
 
     def add(self, rows: Iterable[Row]) -> None:
         for row in rows:
@@ -134,7 +162,8 @@ class JobRunner:
         self._store = store
         self.jobs = tuple(default_jobs(settings) if jobs is None else jobs)
         self._dedup = DedupSlice(int(settings.dedup.retention_hours * 3_600_000), settings.dedup.max_ids_per_user)
-        self._slices: tuple[Job[Any], ...] = (self._dedup, *self.jobs)
+        self._identity = IdentitySlice(int(settings.sessions.user_retention_days * 86_400_000))
+        self._slices: tuple[Job[Any], ...] = (self._dedup, self._identity, *self.jobs)
         self._lateness_ms = int(settings.sessions.allowed_lateness_minutes * 60_000)
         self._idle_ms = int(settings.sessions.idle_close_seconds * 1000)
         self._partitions: dict[int, PartitionState] = {}
@@ -145,7 +174,7 @@ class JobRunner:
     @property
     def outputs(self) -> tuple[OutputSpec, ...]:
         """Every output the runner publishes to: valid events, then each job's."""
-        return (VALID_EVENTS, *(spec for job in self.jobs for spec in job.outputs))
+        return (VALID_EVENTS, *self._identity.outputs, *(spec for job in self.jobs for spec in job.outputs))
 
     def live(self, slice_name: str) -> int:
         """The live count of a slice (e.g. open sessions) over the partitions held."""
@@ -177,37 +206,109 @@ class JobRunner:
 
     # --- records --------------------------------------------------------------------
 
-    def process(self, value: bytes | None, topic: str, partition: int, offset: int) -> Output:
-        """One record of the events topic."""
+    def process(self, value: bytes | None, topic: str, partition: int, offset: int, person: str | None = None) -> Output:
+        """One record of the events topic; ``person``: its events were forwarded to this person (merged ids)."""
         with self._touching() as users:
-            return self._process(value, f"{topic}/{partition}@{offset}", partition, offset, users)
+            return self._process(value, f"{topic}/{partition}@{offset}", partition, offset, person, users)
 
-    def _process(self, value: bytes | None, source: str, partition: int, offset: int, users: dict[str, UserState]) -> Output:
+    def _process(self, value: bytes | None, source: str, partition: int, offset: int, person: str | None,
+                 users: dict[str, UserState]) -> Output:  # fmt: skip
         checked = check_record(value, source, self._settings.not_after_ms())
         out = Output(dead_letters=checked.dead_letters, events_in=checked.events_in)
         part = self._partition(partition)
         wall_ms = time.time_ns() // 1_000_000
+        forwards: dict[str, list[bytes]] = {}
         for event, line in zip(checked.events, checked.lines, strict=True):
-            user = users.get(event.user_id)
+            user_id = person or event.user_id
+            user = users.get(user_id)
             if user is None:
-                user = users[event.user_id] = self._load(partition, event.user_id)
+                user = users[user_id] = self._load(partition, user_id)
                 if user.envelope.applied_offset >= offset:
                     user.replayed = set()
+            merged_into = self._merged_into(user)
+            if merged_into is not None:  # an id merged into a person: the event is the person's
+                forwards.setdefault(merged_into, []).append(line)
+                continue
             self._admit(event, line, user, offset, part.clock, wall_ms, out)
+        for merged_into, lines in forwards.items():
+            out.reroutes.append(Reroute(merged_into, b"\n".join(lines), [(PERSON_HEADER, merged_into.encode())]))
         for user in users.values():
             if user.replayed is not None:
                 out.add(row for job in self.jobs for row in job.current_rows(user.user_id, user.get(job)))
+            elif self._merged_into(user) is not None:
+                continue  # every event of it was forwarded: nothing of it changed
             else:
                 user.envelope.applied_offset = offset
                 user.on_time.sort()  # by event time, then id hash: the order whatever the arrival order
-                events = [event for _, _, event in user.on_time]
-                for slice_ in self._slices:
-                    if slice_.event_types is None or any(event.type in slice_.event_types for event in events):
-                        out.add(slice_.on_events(user.user_id, user.get(slice_), events))
-                        user.acted(slice_)
+                self._run_jobs(user, self._stitch(user, person is None, out), out)
             user.changed = True
         self._fire_timers(partition, part, users, out)
         self._write(partition, part, users, out)
+        return out
+
+    def merge_request(self, value: bytes, partition: int, offset: int) -> Output:
+        """Step 2 of a merge (:mod:`stream_jobs.identity`): an id of this partition asked to merge into a person.
+
+        The answer goes to the person's partition: the id's slices if it merges (the id then
+        keeps only the link), else the refusal.
+        """
+        request = orjson.loads(value)
+        merged_id, person, ts = request["id"], request["person"], request["ts"]
+        out = Output()
+        part = self._partition(partition)
+        with self._touching() as users:
+            user = users[merged_id] = self._load(partition, merged_id)
+            if user.envelope.applied_offset >= offset:  # answered, and the answer is in Kafka
+                return out
+            identity = self._identity_of(user)
+            has_state = any(name != self._identity.name for name in user.envelope.slices)
+            outcome = answer(identity, has_state, person)
+            handed = b""
+            if outcome == MERGED:
+                handed = self._hand_over(user)
+                identity = identity or Identity()
+                identity.person, identity.anonymous = person, False
+                identity.last_day = max(identity.last_day, ts // 86_400_000)
+                self._keep_identity(user, identity)
+                out.add([person_row(merged_id, person, ts)])
+            headers = [(HANDOFF_HEADER, outcome.encode()), (MERGE_HEADER, merged_id.encode())]
+            out.reroutes.append(Reroute(person, handed, headers))
+            user.envelope.applied_offset = offset
+            user.changed = True
+            self._write(partition, part, users, out)
+        return out
+
+    def handoff(self, value: bytes, merged_id: str, outcome: str, person: str, partition: int, offset: int) -> Output:
+        """Step 3 of a merge: the answer for ``merged_id`` reached the person; merge its slices, free the parked events."""
+        out = Output()
+        part = self._partition(partition)
+        with self._touching() as users:
+            user = users[person] = self._load(partition, person)
+            identity = self._identity_of(user)
+            if user.envelope.applied_offset >= offset or identity is None or merged_id not in identity.awaiting:
+                return out  # applied already, or an answer nobody waits for (to a repeated request)
+            identity.awaiting.remove(merged_id)
+            if outcome in (MERGED, ALREADY):
+                identity.linked.append(merged_id)
+                handed = decode_envelope(value) if value else Envelope()
+                for slice_ in self._slices:
+                    raw = handed.slices.get(slice_.name)
+                    if raw is not None and slice_ is not self._identity:
+                        other = slice_.decode(raw.data, raw.version)
+                        out.add(slice_.merge(person, user.get(slice_), merged_id, other))
+                        user.acted(slice_)
+            else:
+                identity.refused.append(merged_id)
+                out.merge_refusals[outcome] += 1
+            if not identity.awaiting and identity.parked:
+                parked = check_record(b"\n".join(identity.parked), f"parked {person}")
+                identity.parked = []
+                self._run_jobs(user, sorted(parked.events, key=lambda e: (e.ts, id_hash(e.event_id))), out)
+            self._keep_identity(user, identity)
+            user.envelope.applied_offset = offset
+            user.changed = True
+            self._fire_timers(partition, part, users, out)
+            self._write(partition, part, users, out)
         return out
 
     def tick(self, partition: int, wall_ms: int) -> Output:
@@ -274,6 +375,73 @@ class JobRunner:
             self._cache.drop([user.key for user in users.values()])
             raise
 
+    def _run_jobs(self, user: UserState, events: list[Event], out: Output) -> None:
+        """Hand a user's events, in event-time order, to every slice that takes them."""
+        for slice_ in self._slices:
+            if slice_.event_types is None or any(event.type in slice_.event_types for event in events):
+                out.add(slice_.on_events(user.user_id, user.get(slice_), events))
+                user.acted(slice_)
+
+    def _stitch(self, user: UserState, own: bool, out: Output) -> list[Event]:
+        """Step 1 of a merge: note the ids the user's new events claim and ask for them; the events for the jobs.
+
+        ``own``: the events are the user's own, not forwarded from an id merged into them. While
+        an answer is awaited the events are parked (and the jobs get none): no job sees the
+        person's events before what a merged id brings.
+        """
+        identity = self._identity_of(user) or Identity()
+        new_id = not user.envelope.slices
+        changed = False
+        if new_id and own and user.on_time:
+            out.add([person_row(user.user_id, user.user_id, user.on_time[0][0])])
+        for ts, _, event, _ in user.on_time if own else ():
+            changed = identity.saw(event, new_id) or changed
+            for claimed in claimed_ids(event):
+                if claimed in identity.linked or claimed in identity.refused or claimed in identity.awaiting:
+                    continue
+                changed = True
+                if is_placeholder(claimed):
+                    identity.refused.append(claimed)
+                    out.merge_refusals[PLACEHOLDER] += 1
+                    continue
+                identity.awaiting.append(claimed)
+                request = orjson.dumps({"id": claimed, "person": user.user_id, "ts": ts})
+                out.reroutes.append(Reroute(claimed, request, [(MERGE_HEADER, b"")]))
+        if identity.awaiting:
+            identity.parked += [line for _, _, _, line in user.on_time]
+            changed = True
+        if changed:
+            self._keep_identity(user, identity)
+        return [] if identity.awaiting else [event for _, _, event, _ in user.on_time]
+
+    def _identity_of(self, user: UserState) -> Identity | None:
+        """The user's identity slice, or None when they have none (an identified id with nothing merged)."""
+        name = self._identity.name
+        if name in user.decoded or name in user.envelope.slices:
+            return user.get(self._identity)
+        return None
+
+    def _keep_identity(self, user: UserState, identity: Identity) -> None:
+        user.decoded[self._identity.name] = identity
+        user.acted(self._identity)
+
+    def _merged_into(self, user: UserState) -> str | None:
+        identity = self._identity_of(user)
+        return None if identity is None else identity.person
+
+    def _hand_over(self, user: UserState) -> bytes:
+        """Every slice but the identity, encoded for the person the user merges into; the user keeps none."""
+        handed = Envelope()
+        for slice_ in self._slices:
+            if slice_ is self._identity:
+                continue
+            state = user.get(slice_)
+            if not slice_.is_empty(state):
+                handed.slices[slice_.name] = RawSlice(slice_.version, None, None, slice_.encode(state))
+            user.decoded[slice_.name] = slice_.empty()
+            user.acted(slice_)
+        return handed.to_bytes()
+
     def _admit(self, event: Event, line: bytes, user: UserState, offset: int, clock: PartitionClock, wall_ms: int,
                out: Output) -> None:  # fmt: skip
         """Sort one event: republished (replay), duplicate, too late, or on time for the jobs."""
@@ -295,7 +463,7 @@ class JobRunner:
             out.too_late += 1
             return
         clock.observe(event.ts, wall_ms)
-        user.on_time.append((event.ts, key, event))
+        user.on_time.append((event.ts, key, event, line))
 
     def _fire_timers(self, partition: int, part: PartitionState, users: dict[str, UserState], out: Output) -> None:
         watermark = part.clock.watermark(self._lateness_ms)

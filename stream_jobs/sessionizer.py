@@ -157,6 +157,38 @@ def add_events(state: UserSessions, events: Iterable[Event], rules: SessionRules
     return retracted
 
 
+def absorb_sessions(state: UserSessions, other: UserSessions, rules: SessionRules) -> list[str]:
+    """Take in the open sessions of an id merged into this user; returns this user's ids to retract (bridged).
+
+    Each merged session joins the open sessions it is within the timeout of, as an event
+    would (bridging them when the result stays within the maximum length), else stays its
+    own: a visit that went on across a sign-in stays one session. The caller retracts the
+    merged id's published ids; the first session and the latest event are the earlier and
+    later of the two.
+    """
+    retracted: list[str] = []
+    for incoming in other.open:
+        incoming.published_id = None
+        near = [s for s in state.open if s.start - rules.timeout_ms <= incoming.end and incoming.start <= s.end + rules.timeout_ms]
+        span = (min([incoming.start, *(s.start for s in near)]), max([incoming.end, *(s.end for s in near)]))
+        if not near or span[1] - span[0] > rules.max_length_ms:
+            state.open.append(incoming)
+            continue
+        target, *bridged = near
+        for joined in (*bridged, incoming):
+            target.absorb(joined)
+            if joined is not incoming:
+                state.open.remove(joined)
+                if joined.published_id is not None:
+                    retracted.append(joined.published_id)
+    state.open.sort(key=lambda s: s.start)
+    if other.first_start is not None and (state.first_start is None or other.first_start < state.first_start):
+        state.first_start, state.first_touch = other.first_start, other.first_touch
+    if other.last_seen is not None and (state.last_seen is None or other.last_seen > state.last_seen):
+        state.last_seen = other.last_seen
+    return retracted
+
+
 def close_expired(state: UserSessions, watermark: int, rules: SessionRules) -> list[Session]:
     """Remove and return the sessions the watermark has passed by a full timeout."""
     closed = [s for s in state.open if s.end + rules.timeout_ms < watermark]

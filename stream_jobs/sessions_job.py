@@ -23,7 +23,15 @@ import orjson
 from pulse.contract import IDENTITY_TYPES, Event
 from pulse.outputs import SESSIONS
 from stream_jobs.job import Row
-from stream_jobs.sessionizer import SessionRules, UserSessions, add_events, close_deadline, close_expired, session_rows
+from stream_jobs.sessionizer import (
+    SessionRules,
+    UserSessions,
+    absorb_sessions,
+    add_events,
+    close_deadline,
+    close_expired,
+    session_rows,
+)
 
 SESSIONS_SLICE = "sessions"
 
@@ -78,6 +86,22 @@ class SessionsJob:
 
     def current_rows(self, user_id: str, state: UserSessions) -> list[Row]:
         return _rows(session_rows(user_id, state, state.open, False))
+
+    def merge(self, user_id: str, state: UserSessions, other_id: str, other: UserSessions) -> list[Row]:
+        """The merged id's open sessions join the user's (see :func:`absorb_sessions`), published anew.
+
+        Their rows in the merged id's name are retracted, the user's rows of every open session
+        published again; sessions the merged id closed before stay in its name.
+        """
+        tombstones = []
+        version = max(state.version, other.version)
+        for session in other.open:
+            if session.published_id is not None:
+                version += 1
+                tombstones.append({"session_id": session.published_id, "user_id": other_id, "deleted": True, "version": version})
+        retracted = absorb_sessions(state, other, self.rules)
+        state.version = version
+        return _rows([*tombstones, *session_rows(user_id, state, state.open, False, retracted)])
 
 
 def _rows(rows: list[dict]) -> list[Row]:

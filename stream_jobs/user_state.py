@@ -19,8 +19,19 @@ from stream_jobs.job import Job
 class UserState:
     """A user's envelope plus the slices decoded so far, and what this record brought them."""
 
-    __slots__ = ("user_id", "key", "envelope", "decoded", "on_time", "replayed", "changed", "scheduled", "live_before",
-                 "_acted", "_deadlines")
+    __slots__ = (
+        "_acted",
+        "_deadlines",
+        "changed",
+        "decoded",
+        "envelope",
+        "key",
+        "live_before",
+        "on_time",
+        "replayed",
+        "scheduled",
+        "user_id",
+    )
 
     def __init__(self, user_id: str, key: bytes, envelope: Envelope, slices: Sequence[Job[Any]],
                  decoded: dict[str, Any] | None = None) -> None:  # fmt: skip
@@ -28,7 +39,7 @@ class UserState:
         self.key = key
         self.envelope = envelope
         self.decoded: dict[str, Any] = {} if decoded is None else decoded  # slices decoded from the envelope
-        self.on_time: list[tuple[int, int, Event]] = []  # new events on time (event time, id hash, event), in arrival order
+        self.on_time: list[tuple[int, int, Event, bytes]] = []  # new on-time events (event time, id hash, event, line)
         self.replayed: set[int] | None = None  # for a replayed record: id hashes republished so far
         self.changed = False
         self.scheduled = False  # its timer holds its current deadline

@@ -67,12 +67,13 @@ def test_a_table_becomes_replicated_locals_behind_a_distributed_table() -> None:
 
 def test_rows_are_sharded_by_the_first_sorting_column() -> None:
     keys = {
-        m.name: m.statements(CLUSTER)[-1].rsplit("cityHash64(", 1)[1]
+        m.name: [s for s in m.statements(CLUSTER) if "ENGINE = Distributed" in s][-1].rsplit("cityHash64(", 1)[1]
         for m in available()
         if any(statement.startswith("CREATE TABLE") for statement in m.statements())  # views and alters: no key
     }
     assert keys == {"events": "user_id))", "dead_letters": "letter_id))", "sessions": "user_id))",
-                    "funnel_steps": "user_id))", "churn": "alert_id))", "clv_predictions": "user_id))"}  # fmt: skip
+                    "funnel_steps": "user_id))", "churn": "alert_id))", "clv_predictions": "user_id))",
+                    "person_ids": "id))"}  # fmt: skip
 
 
 def test_column_alters_reach_the_locals_and_the_distributed_table() -> None:
@@ -82,6 +83,13 @@ def test_column_alters_reach_the_locals_and_the_distributed_table() -> None:
     ]
     assert on_cluster("ALTER TABLE events MODIFY TTL toDateTime(ts) + INTERVAL 1 YEAR", CLUSTER) == [
         f"ALTER TABLE events_local ON CLUSTER {CLUSTER} MODIFY TTL toDateTime(ts) + INTERVAL 1 YEAR"
+    ]
+
+
+def test_dictionaries_are_created_on_every_node() -> None:
+    dictionary = "CREATE DICTIONARY IF NOT EXISTS links\n(id String, person_id String)\nPRIMARY KEY id"
+    assert on_cluster(dictionary, CLUSTER) == [
+        f"CREATE DICTIONARY IF NOT EXISTS links ON CLUSTER {CLUSTER}\n(id String, person_id String)\nPRIMARY KEY id"
     ]
 
 

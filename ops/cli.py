@@ -284,6 +284,20 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument("--print", action="store_true",
                          help="print every statement (of the single-node variant, or with --cluster the cluster "
                               "variant) instead of running anything; needs no ClickHouse")  # fmt: skip
+    forget = command("forget", _forget, "erase a person everywhere (GDPR/CCPA): state, every table, dead letters",
+                     "Erase the person ID belongs to (the id, the person it was merged into, every id merged into "
+                     "that person, as person_ids maps them): the worker erases their state and keeps a hash of each "
+                     "id on a suppression list, so their events are dropped if they come again or the events topic "
+                     "is replayed; then, once the worker and the sink caught up, their rows are deleted from every "
+                     "ClickHouse table (dead letters that name them too) and an audit row without personal data is "
+                     "written to the erasures table. Prints what was removed. Needs the pipeline running (pulse up). "
+                     "example: pulse forget u000123 --reference GDPR-2026-0042")  # fmt: skip
+    forget.add_argument("id", metavar="ID", help="any id of the person: user id or anonymous id")
+    forget.add_argument("--reference", default="", help="the request's reference for the audit row (a ticket number)")
+    forget.add_argument("--timeout", type=float, default=300.0, metavar="S",
+                        help="seconds to wait for the pipeline to catch up (default 300)")  # fmt: skip
+    forget.add_argument("--cluster", metavar="NAME",
+                        help="the ClickHouse cluster the tables live on (see pulse migrate --cluster)")  # fmt: skip
     worker = command("worker", _worker, "run the stream jobs (Faust worker) in the foreground",
                      "Validate, de-duplicate and normalise events from the events topic (dead-lettering bad input) "
                      "and run the stream jobs on them: sessions, funnel steps, churn scores and alerts. Serves "
@@ -541,6 +555,16 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
         print(f"applied {migration.version:04d}_{migration.name}")
     if not applied:
         print("nothing to apply")
+    return 0
+
+
+def _forget(args: argparse.Namespace, settings: Settings) -> int:
+    from ops.forget import forget
+
+    erasure = forget(settings, args.id, args.reference, args.timeout, args.cluster)
+    removed = {table: rows for table, rows in erasure["rows_removed"].items() if rows}
+    print(f"erasure {erasure['erasure_id']}: {erasure['ids']} id(s) forgotten; rows removed: "
+          + (", ".join(f"{table} {rows}" for table, rows in removed.items()) or "none"))  # fmt: skip
     return 0
 
 

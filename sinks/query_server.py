@@ -9,6 +9,9 @@ statement per request.
   sink holds lag and made no progress for ``sink.stall_seconds`` (see :mod:`sinks.liveness`),
   with ``seconds_since_progress`` and ``lag`` either way
 - ``GET /metrics``: the sink's Prometheus metrics
+- ``POST /erase`` (body ``{"ids": [...], "reference": "...", "requested_at_ms": ...}``): the one write
+  readers may ask for, ``pulse forget``'s deletion of a person's rows (:mod:`sinks.erasure`), since
+  no other process can open the embedded engine; answers what was removed
 - ``GET``/``POST /`` and ``GET /ping``: ClickHouse's own HTTP interface, for Grafana's ClickHouse data
   source and clickhouse-connect, when given a :class:`~sinks.clickhouse_http.ClickHouseHttp`
   (authenticated, read-only, confined to the pipeline's database: see :mod:`sinks.clickhouse_http`)
@@ -19,6 +22,8 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import asdict
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -28,6 +33,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pulse.http_handler import QuietHandler
 from sinks.clickhouse_http import ClickHouseHttp, Reply, Request
+from sinks.erasure import erase
 from sinks.liveness import Health
 
 log = logging.getLogger(__name__)
@@ -78,6 +84,24 @@ class QueryServer:
             return 400, orjson.dumps({"error": str(exc)})
         return 200, orjson.dumps(body, default=_jsonable)
 
+    def erase(self, body: bytes) -> tuple[int, bytes]:
+        """Status code and JSON body for an erasure request (see :func:`sinks.erasure.erase`)."""
+        try:
+            request = orjson.loads(body)
+            ids = request["ids"]
+            if not (isinstance(ids, list) and ids and all(isinstance(id_, str) and id_ for id_ in ids)):
+                raise ValueError("ids: a non-empty list of ids")
+            requested_at = datetime.fromtimestamp(request["requested_at_ms"] / 1000, UTC)
+            reference = str(request.get("reference", ""))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            return 400, orjson.dumps({"error": f"expected {{ids, requested_at_ms, reference}}: {exc}"})
+        try:
+            with self._lock:
+                erasure = erase(self._client, ids, reference, requested_at)
+        except Exception as exc:  # ClickHouse's own message for the caller, who may retry: deletes are idempotent
+            return 500, orjson.dumps({"error": str(exc)})
+        return 200, orjson.dumps(asdict(erasure))
+
     def healthz(self) -> tuple[int, bytes]:
         """200 while the sink keeps up or idles without lag, 503 once it is stalled."""
         health = self._health()
@@ -112,6 +136,10 @@ class QueryServer:
                     body = self.read_body()
                     if body is not None:
                         self.reply(*server.run_query(body.decode(errors="replace")))
+                elif path == "/erase":
+                    body = self.read_body()
+                    if body is not None:
+                        self.reply(*server.erase(body))
                 else:
                     self.reply(404, b'{"error":"not found"}')
 

@@ -12,7 +12,8 @@ Wall-clock ticks (see :mod:`stream_jobs.watermark`) travel in the events topic i
 empty records with a ``pulse.tick`` header, so they are processed in stream iteration, in
 order with the partition's events, and no second input topic is needed. So do the steps of
 identity stitching (:mod:`stream_jobs.identity`): events forwarded to the person an id merged
-into, merge requests and their answers, each sent to the partition of the id it is keyed by.
+into, merge requests and their answers, each sent to the partition of the id it is keyed by;
+and erasures (``pulse forget``), keyed by the id to forget.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from stream_jobs.churn_scoring import TIERS
 from stream_jobs.health import WorkerHealth
 from stream_jobs.output_producer import OutputProducer, attach_to_commits
 from stream_jobs.publishing import output_records
-from stream_jobs.runner import HANDOFF_HEADER, MERGE_HEADER, PERSON_HEADER, JobRunner, Output
+from stream_jobs.runner import FORGET_HEADER, HANDOFF_HEADER, MERGE_HEADER, PERSON_HEADER, JobRunner, Output
 from stream_jobs.sessions_job import SESSIONS_SLICE
 
 log = logging.getLogger(__name__)
@@ -133,6 +134,8 @@ class EventsAgent:
                 return self.runner.handoff(event.value or b"", merged_id, outcome.decode(), person, partition, offset)
             if MERGE_HEADER in headers:
                 return self.runner.merge_request(event.value, partition, offset)
+            if FORGET_HEADER in headers:
+                return self.runner.forget(message.key.decode(), partition, offset)
             person = headers.get(PERSON_HEADER)
             return self.runner.process(event.value, message.topic, partition, offset, person and person.decode())
         except Exception as exc:  # a bug must not lose the record: keep it whole for a replay
@@ -184,6 +187,8 @@ class EventsAgent:
         metrics.EVENTS_DUPLICATE.inc(out.duplicates)
         metrics.LATE_EVENTS.inc(out.too_late)
         metrics.IDS_MERGED.inc(sum(row["merged"] for row in out.rows.get(PERSON_IDS, [])))  # type: ignore[index]
+        metrics.EVENTS_SUPPRESSED.inc(out.suppressed)
+        metrics.IDS_FORGOTTEN.inc(out.forgotten)
         for reason, count in out.merge_refusals.items():
             metrics.MERGES_REFUSED.labels(reason).inc(count)
         for letter in out.dead_letters:

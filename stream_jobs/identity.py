@@ -51,6 +51,7 @@ ALREADY = "already"  # the id is merged into this person already: a repeated req
 PLACEHOLDER = "placeholder"
 BOTH_IDENTIFIED = "both_identified"
 MERGED_ELSEWHERE = "merged_elsewhere"
+FORGOTTEN = "forgotten"  # the id was erased (pulse forget): it merges into nobody
 
 
 def is_anonymous(event: Event) -> bool:

@@ -34,6 +34,10 @@ MERGES_REFUSED = Counter(
     "merged_elsewhere).",
     ["reason"],
 )
+IDS_FORGOTTEN = Counter("pulse_identity_ids_forgotten_total", "Ids whose state pulse forget erased (GDPR/CCPA erasure).")
+EVENTS_SUPPRESSED = Counter(
+    "pulse_events_suppressed_total", "Events of forgotten ids dropped (resent or replayed after pulse forget)."
+)
 CHURN_USERS = Gauge("pulse_churn_users", "Users by churn-risk tier in the partitions this worker holds.", ["tier"])
 CHURN_ALERTS = Counter("pulse_churn_alerts_total", "Churn alerts raised (a user's tier rose), by the new tier.", ["tier"])
 PUBLISH_REJECTED = Counter(

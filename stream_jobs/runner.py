@@ -25,6 +25,7 @@ a million users, and a tick queued after it fires what came due meanwhile.
 from __future__ import annotations
 
 import time
+from array import array
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -45,6 +46,7 @@ from stream_jobs.funnels import load_funnels
 from stream_jobs.funnels_job import FunnelsJob
 from stream_jobs.identity import (
     ALREADY,
+    FORGOTTEN,
     MERGED,
     PLACEHOLDER,
     Identity,
@@ -84,6 +86,7 @@ class Reroute(NamedTuple):
 PERSON_HEADER = "pulse.person"  # events of an id merged into this person, forwarded to it
 MERGE_HEADER = "pulse.merge"  # a request to merge this id into a person: its value names them
 HANDOFF_HEADER = "pulse.handoff"  # the answer: the outcome, the merged id's slices as the value
+FORGET_HEADER = "pulse.forget"  # erase this id's state and suppress its events from now on (pulse forget)
 
 
 @dataclass
@@ -100,6 +103,8 @@ class Output:
     valid_times: list[int] = field(default_factory=list)  # event time of each valid event published
     reroutes: list[Reroute] = field(default_factory=list)
     merge_refusals: Counter[str] = field(default_factory=Counter)  # by reason
+    suppressed: int = 0  # events of forgotten ids, dropped
+    forgotten: int = 0  # ids whose state this record erased
 
     def add(self, rows: Iterable[Row]) -> None:
         for row in rows:
@@ -117,6 +122,11 @@ def user_key(partition: int, user_id: str) -> bytes:
 
 def clock_key(partition: int) -> bytes:
     return f"c{partition}".encode()
+
+
+def forgotten_key(partition: int) -> bytes:
+    """The partition's suppression list: the id hashes of the users ``pulse forget`` erased, packed."""
+    return f"f{partition}".encode()
 
 
 def default_jobs(settings: Settings) -> tuple[Job[Any], ...]:
@@ -151,6 +161,7 @@ class PartitionState:
     indexed: bool = False
     # users written before the index reached them: their live counts as stored before the first write
     written_while_indexing: dict[str, dict[str, int]] = field(default_factory=dict)
+    forgotten: set[int] = field(default_factory=set)  # id hashes of erased users: their events are dropped
 
 
 class JobRunner:
@@ -220,6 +231,9 @@ class JobRunner:
         forwards: dict[str, list[bytes]] = {}
         for event, line in zip(checked.events, checked.lines, strict=True):
             user_id = person or event.user_id
+            if part.forgotten and id_hash(user_id) in part.forgotten:
+                out.suppressed += 1  # erased by pulse forget: a resend or a replay must not bring it back
+                continue
             user = users.get(user_id)
             if user is None:
                 user = users[user_id] = self._load(partition, user_id)
@@ -262,7 +276,7 @@ class JobRunner:
                 return out
             identity = self._identity_of(user)
             has_state = any(name != self._identity.name for name in user.envelope.slices)
-            outcome = answer(identity, has_state, person)
+            outcome = FORGOTTEN if id_hash(merged_id) in part.forgotten else answer(identity, has_state, person)
             handed = b""
             if outcome == MERGED:
                 handed = self._hand_over(user)
@@ -358,6 +372,37 @@ class JobRunner:
             yield min(start + INDEX_STEP, len(keys))
         part.indexed = True
         part.written_while_indexing.clear()
+
+    def forget(self, user_id: str, partition: int, offset: int) -> Output:
+        """Erase an id's state and suppress its events from now on (``pulse forget``, GDPR/CCPA erasure).
+
+        The ids of the same person are told too (the person an id merged into, the ids merged
+        into a person), so forgetting any id of a person forgets all of them, in every
+        partition. The suppression list keeps only a hash of the id, written after the state's
+        erasure; a repeated request (a replay, or the person's ids telling each other) erases
+        what is left, which is nothing, and tells nobody: the ids to tell were in the state.
+        """
+        out = Output()
+        part = self._partition(partition)
+        key = id_hash(user_id)
+        with self._touching() as users:
+            user = users[user_id] = self._load(partition, user_id)
+            identity = self._identity_of(user)
+            if identity is not None:
+                for other in ([identity.person] if identity.person else []) + identity.linked:
+                    out.reroutes.append(Reroute(other, b"", [(FORGET_HEADER, b"")]))
+            for slice_ in self._slices:
+                user.decoded[slice_.name] = slice_.empty()
+                user.acted(slice_)
+            user.envelope.applied_offset = offset
+            user.changed = True
+            self._write(partition, part, users, out)
+        out.forgotten = int(key not in part.forgotten)
+        part.forgotten.add(key)
+        clock = out.writes.pop(clock_key(partition))
+        out.writes[forgotten_key(partition)] = array("q", sorted(part.forgotten)).tobytes()
+        out.writes[clock_key(partition)] = clock  # the clock last, as always
+        return out
 
     # --- internals --------------------------------------------------------------------
 
@@ -508,6 +553,8 @@ class JobRunner:
         part = self._partitions.get(partition)
         if part is None:
             part = self._partitions[partition] = PartitionState(PartitionClock.from_bytes(self._store.get(clock_key(partition))))
+            packed = self._store.get(forgotten_key(partition))
+            part.forgotten = set(array("q", packed)) if packed else set()
         return part
 
     def _count_live(self, part: PartitionState, values: dict[str, int], sign: int) -> None:

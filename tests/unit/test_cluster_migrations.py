@@ -73,7 +73,7 @@ def test_rows_are_sharded_by_the_first_sorting_column() -> None:
     }
     assert keys == {"events": "user_id))", "dead_letters": "letter_id))", "sessions": "user_id))",
                     "funnel_steps": "user_id))", "churn": "alert_id))", "clv_predictions": "user_id))",
-                    "person_ids": "id))"}  # fmt: skip
+                    "person_ids": "id))", "erasures": "erasure_id))"}  # fmt: skip
 
 
 def test_column_alters_reach_the_locals_and_the_distributed_table() -> None:

@@ -22,7 +22,7 @@ from stream_jobs.identity import (
     answer,
     claimed_ids,
 )
-from stream_jobs.runner import HANDOFF_HEADER, MERGE_HEADER, PERSON_HEADER, JobRunner, Output
+from stream_jobs.runner import FORGET_HEADER, HANDOFF_HEADER, MERGE_HEADER, PERSON_HEADER, JobRunner, Output
 
 MINUTE = 60_000
 T0 = 1_763_856_000_000
@@ -66,6 +66,8 @@ class Topic:
             return self.runner.handoff(value, merged_id, outcome, key, partition, offset)
         if MERGE_HEADER in headers:
             return self.runner.merge_request(value, partition, offset)
+        if FORGET_HEADER in headers:
+            return self.runner.forget(key, partition, offset)
         person = headers.get(PERSON_HEADER)
         return self.runner.process(value, "events", partition, offset, person and person.decode())
 
@@ -215,6 +217,25 @@ def test_a_repeated_merge_request_changes_nothing(tmp_path: Path) -> None:
     topic.later(300)
     assert topic.refusals == Counter()
     assert list(topic.sessions().values()) == [("user-9", T0, 1)]
+
+
+def test_forgetting_any_id_of_a_person_erases_every_id_and_suppresses_them_for_good(tmp_path: Path) -> None:
+    topic = Topic(tmp_path)
+    topic.send(anonymous(0, "anon-f", 0, path="/pricing"))
+    topic.send(identified(0, "frank", 1, "signup", anon="anon-f"))
+    topic.send(identified(0, "grace", 2, "login"))
+    topic.queued.append((partition_for("anon-f", PARTITIONS), b"", "anon-f", {FORGET_HEADER: b""}))
+    topic.deliver()
+    assert sorted(key.split(b"|")[1] for key in topic.store if key.startswith(b"u")) == [b"grace"]
+    topic.rows.clear()
+    topic.send(anonymous(0, "anon-f", 0, path="/pricing"))  # the topic replayed, or the client resends
+    topic.send(identified(3, "frank", 5, "login"))
+    topic.runner = JobRunner(topic.runner._settings, topic.store)  # a restart reads the suppression list back
+    topic.send(identified(4, "frank", 6, "login", anon="anon-f"))
+    topic.later(300)
+    assert [row["user_id"] for row in topic.rows.get(VALID_EVENTS.name, [])] == []
+    assert sorted(key.split(b"|")[1] for key in topic.store if key.startswith(b"u")) == [b"grace"]
+    assert all(b"frank" not in key and b"anon-f" not in key for key in topic.store)  # hashes only
 
 
 @pytest.mark.parametrize(

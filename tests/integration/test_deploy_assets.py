@@ -51,8 +51,8 @@ def _sets(*assignments: str) -> list[str]:
 
 
 # Value sets the chart must render cleanly: the default (embedded ClickHouse, one sink), a
-# ClickHouse server with several sinks, worker autoscaling, write keys and tuning config, and an
-# image pinned by digest.
+# ClickHouse server with several sinks, worker autoscaling, write keys (plain and a keys file)
+# and tuning config, only a keys file, and an image pinned by digest.
 VALUE_SETS: dict[str, list[str]] = {
     "default": [],
     "server": _sets(
@@ -60,9 +60,11 @@ VALUE_SETS: dict[str, list[str]] = {
         "sink.replicas=3",
         "worker.autoscaling.enabled=true",
         "writeKeys.existingSecret=pulse-write-keys",
+        "writeKeys.file.existingSecret=pulse-write-keys-file",
         "networkPolicy.allowedNamespaceLabels.kubernetes\\.io/metadata\\.name=monitoring",
     )
     + ["--set-json", 'config={"sink": {"batch_rows": 20000}, "dedup": {"retention_hours": 48}}'],
+    "keys-file": _sets("writeKeys.file.existingSecret=pulse-keys", "writeKeys.file.existingSecretKey=keys.yaml"),
     "inline-dsn": _sets("clickhouse.dsn=http://pulse:secret@clickhouse:8123/default"),
     "digest": _sets("image.digest=sha256:" + "0" * 64, "worker.replicas=12", "networkPolicy.enabled=false"),
 }
@@ -87,8 +89,10 @@ def tool(name: str) -> str:
     )
 
 
-def run(*args: str, cwd: Path = ROOT, expect_ok: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(list(args), check=False, cwd=cwd, capture_output=True, text=True, timeout=600)
+def run(
+    *args: str, cwd: Path = ROOT, expect_ok: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(list(args), check=False, cwd=cwd, capture_output=True, text=True, timeout=600, env=env)
     if expect_ok:
         assert result.returncode == 0, (
             f"{' '.join(args)} exited {result.returncode}\n--- stdout\n{result.stdout[-20000:]}\n--- stderr\n{result.stderr[-20000:]}"
@@ -152,6 +156,40 @@ def test_compose_services_and_mounts() -> None:
     assert not missing, f"bind-mounted paths missing from the repository: {missing}"
     build = services["collector"]["build"]
     assert (Path(build["context"]) / build["dockerfile"]).resolve() == DOCKERFILE
+
+
+def compose_config(**variables: str) -> dict:
+    """``docker-compose config`` with these variables and none of the host's PULSE_WRITE_KEYS*."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PULSE_WRITE_KEYS")} | variables
+    return yaml.safe_load(run(tool("docker-compose"), "-f", str(COMPOSE_FILE), "config", env=env).stdout)
+
+
+def test_compose_write_keys_file(tmp_path: Path) -> None:
+    # Default: no keys file (empty is unset for pulse/settings.py), the placeholder directory mounted.
+    collector = compose_config()["services"]["collector"]
+    assert collector["environment"]["PULSE_WRITE_KEYS_FILE"] == ""
+    assert collector["environment"]["PULSE_WRITE_KEYS"] == ""
+    assert f"{DEPLOY / 'compose' / 'write-keys'}:/etc/pulse-keys:ro" in collector["volumes"]
+    assert (DEPLOY / "compose" / "write-keys").is_dir(), "the default bind-mount source must exist"
+    # The directory, not the file: a file renamed into place must reach the running collector.
+    configured = compose_config(
+        PULSE_WRITE_KEYS_FILE="/etc/pulse-keys/write-keys.yaml", PULSE_WRITE_KEYS_DIR=str(tmp_path)
+    )["services"]
+    assert configured["collector"]["environment"]["PULSE_WRITE_KEYS_FILE"] == "/etc/pulse-keys/write-keys.yaml"
+    assert f"{tmp_path}:/etc/pulse-keys:ro" in configured["collector"]["volumes"]
+    for name in ("worker", "sink", "init"):
+        assert "PULSE_WRITE_KEYS_FILE" not in configured[name]["environment"], name
+
+
+def test_write_keys_example_parses() -> None:
+    from pulse.settings import hash_write_key, read_write_keys
+
+    keys = read_write_keys(DEPLOY / "write-keys.example.yaml")
+    assert len(keys) >= 2
+    text = (DEPLOY / "write-keys.example.yaml").read_text()
+    for key in keys:  # each hash is of the fake key written beside it
+        fake = text.split(key.sha256, 1)[1].split("#", 1)[1].split()[0]
+        assert fake.endswith("-not-real") and hash_write_key(fake) == key.sha256, key
 
 
 def test_compose_prometheus_config_and_rules(tmp_path: Path) -> None:
@@ -232,6 +270,38 @@ def test_chart_objects(rendered: dict[str, Path]) -> None:
                 assert c["resources"]["requests"] and c["resources"]["limits"]
                 if obj["kind"] != "Job":
                     assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+
+
+def test_chart_write_keys_file(rendered: dict[str, Path]) -> None:
+    def collector(name: str) -> tuple[dict, dict, dict[str, dict]]:
+        found = {(o["kind"], o["metadata"]["name"]): o for o in objects(rendered[name])}
+        deployment = found[("Deployment", "pulse-customer-pulse-collector")]
+        pod = deployment["spec"]["template"]["spec"]
+        return deployment, pod, {e["name"]: e for e in pod["containers"][0]["env"]}
+
+    deployment, pod, env = collector("keys-file")
+    assert env["PULSE_WRITE_KEYS_FILE"]["value"] == "/etc/pulse-keys/write-keys.yaml"
+    assert "PULSE_WRITE_KEYS" not in env
+    volume = next(v for v in pod["volumes"] if v["name"] == "write-keys")
+    assert volume["secret"] == {"secretName": "pulse-keys", "items": [{"key": "keys.yaml", "path": "write-keys.yaml"}]}
+    (mount,) = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "write-keys"]
+    # The directory, never a subPath: only then does the kubelet update the file in place.
+    assert mount == {"name": "write-keys", "mountPath": "/etc/pulse-keys", "readOnly": True}
+    skips = " ".join((deployment["metadata"].get("annotations") or {}).values())
+    assert "CKV_K8S_35" not in skips, "a Secret as a file needs no skip"
+
+    _, pod, env = collector("server")  # both ways together
+    assert env["PULSE_WRITE_KEYS"]["valueFrom"]["secretKeyRef"] == {"name": "pulse-write-keys", "key": "write-keys"}
+    assert env["PULSE_WRITE_KEYS_FILE"]["value"] == "/etc/pulse-keys/write-keys.yaml"
+    assert any(v.get("secret", {}).get("secretName") == "pulse-write-keys-file" for v in pod["volumes"])
+
+    _, pod, env = collector("default")
+    assert "PULSE_WRITE_KEYS_FILE" not in env and "PULSE_WRITE_KEYS" not in env
+    assert all(v["name"] != "write-keys" for v in pod["volumes"])
+    for obj in objects(rendered["keys-file"]):  # only the collector gets the keys
+        spec = obj.get("spec", {}).get("template", {}).get("spec")
+        if spec and obj["metadata"]["name"] != "pulse-customer-pulse-collector":
+            assert all(v["name"] != "write-keys" for v in spec.get("volumes", [])), obj["metadata"]["name"]
 
 
 @pytest.mark.parametrize(

@@ -193,6 +193,6 @@ checkov.io/skip{{ $n }}: {{ "CKV_K8S_43=Pinned by the release tag of image.tag, 
 {{- end }}
 {{- if .secretEnv }}
 {{- $n = add1 $n }}
-checkov.io/skip{{ $n }}: {{ "CKV_K8S_35=The pipeline reads CLICKHOUSE_DSN and PULSE_WRITE_KEYS from its environment only (pulse/settings.py has no file setting); the values stay in a Secret, are not logged, and the pod mounts no service account token" | quote }}
+checkov.io/skip{{ $n }}: {{ "CKV_K8S_35=The pipeline reads CLICKHOUSE_DSN and the plain PULSE_WRITE_KEYS from its environment only (pulse/settings.py has no file setting for them; writeKeys.file passes hashed keys as a file instead); the values stay in a Secret, are not logged, and the pod mounts no service account token" | quote }}
 {{- end }}
 {{- end }}

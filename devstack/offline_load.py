@@ -19,6 +19,7 @@ from devstack.reference_run import calm_pass
 from pulse.outputs import OutputSpec
 from pulse.settings import Settings
 from sinks.migrations import migrate
+from sinks.writer import PERSON_LINKS
 
 
 def load_tables(client: Client, settings: Settings, lines: Iterable[bytes], end_ms: int | None = None) -> dict[str, int]:
@@ -30,4 +31,5 @@ def load_tables(client: Client, settings: Settings, lines: Iterable[bytes], end_
             rows[spec] += [spec.row(orjson.loads(value) if isinstance(value, bytes) else value) for value in values]
     for spec, table_rows in rows.items():
         client.insert(spec.table, table_rows, column_names=list(spec.column_names))
+    client.command(f"SYSTEM RELOAD DICTIONARY {PERSON_LINKS}")  # person_id follows the merges, as after the sink's
     return {spec.table: len(table_rows) for spec, table_rows in rows.items()}

@@ -4,7 +4,8 @@ A killed and restarted worker, a rebalance or any packing of events into records
 with the funnel steps, churn scores and alerts of one calm pass over the same lines. This
 module is that calm pass: the same :class:`~stream_jobs.runner.JobRunner` and jobs, a dict
 for the state store, each line its own record in the partition its user hashes to (the
-outcome does not depend on packing), and at the end an idle tick far enough ahead that
+outcome does not depend on packing), followed at once by the records the runner sends the
+events topic for it (the steps of an identity merge), and at the end an idle tick far enough ahead that
 every partition's event time follows the clock to ``end_ms``, as the running worker's
 does once traffic stops.
 
@@ -16,6 +17,7 @@ checks what they compute.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,10 +78,14 @@ def calm_pass(settings: Settings, lines: Iterable[bytes], end_ms: int | None = N
             user_id = orjson.loads(line).get("user_id")
         except (orjson.JSONDecodeError, AttributeError):
             user_id = None
-        partition = partition_for(user_id, settings.partitions) if isinstance(user_id, str) else 0
-        _apply(store, out := runner.process(line, "reference", partition, offsets[partition]))
-        offsets[partition] += 1
-        yield partition, out
+        queued = deque([(user_id if isinstance(user_id, str) else "", line, {})])
+        while queued:  # the line, then what the runner sent the events topic for it (identity stitching), in order
+            key, value, headers = queued.popleft()
+            partition = partition_for(key, settings.partitions) if key else 0
+            _apply(store, out := runner.handle(value, "reference", partition, offsets[partition], key.encode(), headers))
+            offsets[partition] += 1
+            queued += [(reroute.user_id, reroute.value, dict(reroute.headers)) for reroute in out.reroutes]
+            yield partition, out
     wall_ms = time.time_ns() // 1_000_000 if end_ms is None else end_ms
     idle_ms = int(settings.sessions.idle_close_seconds * 1000)
     for partition in range(settings.partitions):

@@ -333,6 +333,9 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
     simulate.add_argument("--rate", type=float, metavar="EVENTS_PER_S", help="publish at most this many lines a second")
     simulate.add_argument("--clean", action="store_true", help="no late, resent or malformed lines")
+    simulate.add_argument("--anonymous-visits", action="store_true",
+                          help="send events as a browser SDK does: a new customer is known by an anonymous id until "
+                               "the signup, which carries both (the pipeline stitches them into one person)")  # fmt: skip
     bench = command("bench", _bench, "measure the pipeline next to its ceilings and write a report",
                     "Start a broker of its own and measure, on simulated events: EventProducer throughput, the "
                     "worker (validation alone, then all jobs) and the sink on a backlog, the live capacity (the "
@@ -630,7 +633,8 @@ def _simulate(args: argparse.Namespace, settings: Settings) -> int:
     from producers.simulator import Imperfections, SimulationConfig, simulate
 
     imperfections = Imperfections.none() if args.clean else Imperfections()
-    config = SimulationConfig(customers=args.customers, days=args.days, seed=args.seed, imperfections=imperfections)
+    config = SimulationConfig(customers=args.customers, days=args.days, seed=args.seed, imperfections=imperfections,
+                              anonymous_visits=args.anonymous_visits)  # fmt: skip
     simulation = simulate(config)
     total = simulation.truth.totals["lines"]
     lines = simulation.lines() if args.rate is None else paced(simulation.lines(), args.rate)

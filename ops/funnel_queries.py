@@ -38,23 +38,23 @@ def step_condition(step: FunnelStep) -> str:
 
 
 def window_funnel_sql(funnel: Funnel) -> str:
-    """Users per furthest step of ``funnel`` over every event in ``events``: rows (level, users)."""
+    """People per furthest step of ``funnel`` over every event in ``events``: rows (level, users)."""
     if funnel.exclusions:
         raise NoRetroactiveForm(f"funnel {funnel.name!r} has exclusion steps, which windowFunnel cannot express")
     conditions = ",\n        ".join(step_condition(step) for step in funnel.steps)
     return (
         "SELECT level, count() AS users FROM (\n"
-        f"    SELECT user_id, windowFunnel({funnel.window_ms})(toUInt64(toUnixTimestamp64Milli(ts)),\n"
+        f"    SELECT person_id, windowFunnel({funnel.window_ms})(toUInt64(toUnixTimestamp64Milli(ts)),\n"
         f"        {conditions}) AS level\n"
-        "    FROM events FINAL GROUP BY user_id\n"
+        "    FROM events FINAL GROUP BY person_id\n"
         ") WHERE level > 0 GROUP BY level ORDER BY level"
     )
 
 
 def streamed_sql(funnel: Funnel) -> str:
-    """Users who reached each step of ``funnel``, from ``funnel_steps``: rows (step_index, users)."""
+    """People who reached each step of ``funnel``, from ``funnel_steps``: rows (step_index, users)."""
     return (
-        f"SELECT step_index, uniqExact(user_id) FROM funnel_steps WHERE funnel = {quote(funnel.name)} "
+        f"SELECT step_index, uniqExact(person_id) FROM funnel_steps WHERE funnel = {quote(funnel.name)} "
         "GROUP BY step_index ORDER BY step_index"
     )
 

@@ -39,7 +39,7 @@ from stream_jobs.churn_scoring import TIERS
 from stream_jobs.health import WorkerHealth
 from stream_jobs.output_producer import OutputProducer, attach_to_commits
 from stream_jobs.publishing import output_records
-from stream_jobs.runner import FORGET_HEADER, HANDOFF_HEADER, MERGE_HEADER, PERSON_HEADER, JobRunner, Output
+from stream_jobs.runner import JobRunner, Output
 from stream_jobs.sessions_job import SESSIONS_SLICE
 
 log = logging.getLogger(__name__)
@@ -127,17 +127,8 @@ class EventsAgent:
     def _process(self, event: faust.EventT, headers: dict[str, bytes]) -> Output:
         message = event.message
         metrics.RECORDS_IN.inc()
-        partition, offset = message.partition, message.offset
         try:
-            if (outcome := headers.get(HANDOFF_HEADER)) is not None:
-                merged_id, person = headers[MERGE_HEADER].decode(), message.key.decode()
-                return self.runner.handoff(event.value or b"", merged_id, outcome.decode(), person, partition, offset)
-            if MERGE_HEADER in headers:
-                return self.runner.merge_request(event.value, partition, offset)
-            if FORGET_HEADER in headers:
-                return self.runner.forget(message.key.decode(), partition, offset)
-            person = headers.get(PERSON_HEADER)
-            return self.runner.process(event.value, message.topic, partition, offset, person and person.decode())
+            return self.runner.handle(event.value, message.topic, message.partition, message.offset, message.key, headers)
         except Exception as exc:  # a bug must not lose the record: keep it whole for a replay
             log.exception("failed to process %s/%s@%s", message.topic, message.partition, message.offset)
             metrics.PROCESSING_ERRORS.inc()

@@ -260,6 +260,19 @@ class JobRunner:
         self._write(partition, part, users, out)
         return out
 
+    def handle(self, value: bytes | None, topic: str, partition: int, offset: int, key: bytes | None,
+               headers: dict[str, bytes]) -> Output:  # fmt: skip
+        """Any record of the events topic but a tick: events, or a step of a merge or an erasure (by its headers)."""
+        if (outcome := headers.get(HANDOFF_HEADER)) is not None:
+            person = (key or b"").decode()
+            return self.handoff(value or b"", headers[MERGE_HEADER].decode(), outcome.decode(), person, partition, offset)
+        if MERGE_HEADER in headers:
+            return self.merge_request(value or b"", partition, offset)
+        if FORGET_HEADER in headers:
+            return self.forget((key or b"").decode(), partition, offset)
+        person = headers.get(PERSON_HEADER)
+        return self.process(value, topic, partition, offset, person and person.decode())
+
     def merge_request(self, value: bytes, partition: int, offset: int) -> Output:
         """Step 2 of a merge (:mod:`stream_jobs.identity`): an id of this partition asked to merge into a person.
 

@@ -179,6 +179,9 @@ class SimulationConfig:
     # The churn truth's inactivity rule, the pipeline's default (pulse.settings ChurnTuning.inactive_days):
     # a user with no event for this long before the window's end is churned.
     inactive_days: float = 30.0
+    # Send events as a Segment-style browser SDK does (producers/simulator/devices.py): a new customer is known by
+    # an anonymous id until the signup, which carries both ids; the truth is the same, counted by customer.
+    anonymous_visits: bool = False
 
     def __post_init__(self) -> None:
         if self.existing_share < 0 or (self.existing_customers is not None and self.existing_customers < 0):

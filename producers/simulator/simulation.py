@@ -7,7 +7,8 @@ from collections.abc import Iterator
 from producers.simulator.bursts import EventIds
 from producers.simulator.config import SimulationConfig
 from producers.simulator.emission import Emitter
-from producers.simulator.journeys import generate_bursts
+from producers.simulator.devices import Browsers
+from producers.simulator.journeys import SYSTEM_USER, generate_bursts, user_id_of
 from producers.simulator.truth import GroundTruth, Tally
 
 
@@ -29,8 +30,10 @@ def simulate(config: SimulationConfig) -> Simulation:
     """Generate the whole run in memory; the same config gives byte-identical lines and truth."""
     tally = Tally()
     emitter = Emitter(config.imperfections, config.seed)
+    existing = (user_id_of(number) for number in range(config.customers, config.customers + config.existing_count))
+    browsers = Browsers(existing) if config.anonymous_visits else None
     for user_id, events in generate_bursts(config, EventIds(f"{config.seed}-")):
         tally.add(user_id, events)
-        emitter.add(events)
+        emitter.add(events if browsers is None or user_id == SYSTEM_USER else browsers.sent(user_id, events))
     lines = emitter.finish()
     return Simulation(tally.finish(config, emitter.counts), lines)

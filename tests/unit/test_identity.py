@@ -22,7 +22,7 @@ from stream_jobs.identity import (
     answer,
     claimed_ids,
 )
-from stream_jobs.runner import FORGET_HEADER, HANDOFF_HEADER, MERGE_HEADER, PERSON_HEADER, JobRunner, Output
+from stream_jobs.runner import FORGET_HEADER, HANDOFF_HEADER, JobRunner, Output
 
 MINUTE = 60_000
 T0 = 1_763_856_000_000
@@ -61,15 +61,7 @@ class Topic:
     def _handle(self, partition: int, value: bytes, key: str, headers: dict[str, bytes]) -> Output:
         offset = self.offsets[partition]
         self.offsets[partition] += 1
-        if HANDOFF_HEADER in headers:
-            outcome, merged_id = headers[HANDOFF_HEADER].decode(), headers[MERGE_HEADER].decode()
-            return self.runner.handoff(value, merged_id, outcome, key, partition, offset)
-        if MERGE_HEADER in headers:
-            return self.runner.merge_request(value, partition, offset)
-        if FORGET_HEADER in headers:
-            return self.runner.forget(key, partition, offset)
-        person = headers.get(PERSON_HEADER)
-        return self.runner.process(value, "events", partition, offset, person and person.decode())
+        return self.runner.handle(value, "events", partition, offset, key.encode(), headers)
 
     def apply(self, out: Output) -> None:
         for spec, rows in out.rows.items():

@@ -17,15 +17,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from ops.reader import run_query
+from producers.simulator.devices import customer_of
 from producers.simulator.truth import GroundTruth
 from pulse.settings import Settings
 
 EVENTS_BY_TYPE = "SELECT type, count() FROM events FINAL GROUP BY type"
 LETTERS_BY_REASON = "SELECT reason, count() FROM dead_letters FINAL GROUP BY reason"
-# The session figures the simulator knows exactly (start, end and counts per user), row for row.
+# The session figures the simulator knows exactly (start, end and counts per person), row for row.
 SESSIONS = """
-SELECT user_id, toUnixTimestamp64Milli(start), toUnixTimestamp64Milli(end), events, page_views, bounce
-FROM sessions FINAL WHERE NOT deleted ORDER BY user_id, start
+SELECT person_id, toUnixTimestamp64Milli(start), toUnixTimestamp64Milli(end), events, page_views, bounce
+FROM sessions FINAL WHERE NOT deleted ORDER BY person_id, start
 """
 SHOWN_ROWS = 3  # session rows quoted in a difference, so a failure says which users to look at
 
@@ -94,11 +95,15 @@ def expected_churned_users(truth: GroundTruth) -> dict[str, dict[str, Any]]:
 
 
 def read_outcome(settings: Settings) -> Outcome:
-    """What ClickHouse holds now (read with FINAL, so replays and resends count once)."""
+    """What ClickHouse holds now (read with FINAL, so replays and resends count once).
+
+    Sessions are the person's; a visitor who never signed up is a person known only by the
+    browser's anonymous id, which names the customer (:func:`~producers.simulator.devices.customer_of`).
+    """
     return Outcome(
         events_by_type={kind: count for kind, count in run_query(settings, EVENTS_BY_TYPE).rows},
         letters_by_reason={reason: count for reason, count in run_query(settings, LETTERS_BY_REASON).rows},
-        sessions=[tuple(row) for row in run_query(settings, SESSIONS).rows],
+        sessions=[(customer_of(row[0]), *row[1:]) for row in run_query(settings, SESSIONS).rows],
     )
 
 

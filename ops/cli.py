@@ -439,7 +439,9 @@ def _parser() -> argparse.ArgumentParser:
     demo = command("demo", _demo, "run the pipeline on simulated traffic and print a summary",
                    "Start a fresh stack in <data dir>/demo, publish a simulation, wait until the worker and the sink "
                    "have caught up, compare events, dead letters and sessions in ClickHouse with the simulation's "
-                   "ground truth, print a summary and stop everything. Exits 1 on a mismatch.")  # fmt: skip
+                   "ground truth, print a summary and stop everything. Exits 1 on a mismatch. New customers browse "
+                   "anonymously until they sign up (pulse simulate --anonymous-visits), so the sessions and funnels "
+                   "are right only if the pipeline stitches their ids into one person.")  # fmt: skip
     demo.add_argument("--customers", type=int, default=3_000, help="simulated customers (default 3000)")
     demo.add_argument("--days", type=int, default=14, help="days of event time (default 14)")
     soak = command("soak", _soak, "kill the worker and the sink again and again, checking the results each time",
@@ -794,7 +796,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from devstack.demo import run_demo
     from producers.simulator import SimulationConfig
 
-    summary = run_demo(settings, SimulationConfig(customers=args.customers, days=args.days))
+    summary = run_demo(settings, SimulationConfig(customers=args.customers, days=args.days, anonymous_visits=True))
     print("\n".join(["", "Customer Pulse demo", *summary.lines()]))
     return 0 if summary.ok else 1
 

@@ -16,8 +16,13 @@ events that were new in it are republished, with every job's current rows. Its n
 still move the partition's clock (a no-op if the clock already holds them), so the other
 users of the record are judged against the same watermark as the first time.
 
-State keys: ``u<partition>|<user>`` per user, ``c<partition>`` for the partition's clock,
-written last. Timers live in memory; after an assignment, :meth:`JobRunner.index_partition`
+Identity stitching (:mod:`stream_jobs.identity`) and erasure (``pulse forget``) run here too,
+as records the runner sends the events topic and takes back (:meth:`JobRunner.handle`): a
+user's events claiming another id start a merge, an id merged into a person forwards its
+events there, and a forgotten id's events are dropped.
+
+State keys: ``u<partition>|<user>`` per user, ``f<partition>`` for the hashes of the ids
+forgotten there, ``c<partition>`` for the partition's clock, written last. Timers live in memory; after an assignment, :meth:`JobRunner.index_partition`
 rebuilds them from the slice headers in steps, so the event loop never stalls on a store of
 a million users, and a tick queued after it fires what came due meanwhile.
 """
@@ -228,7 +233,8 @@ class JobRunner:
         out = Output(dead_letters=checked.dead_letters, events_in=checked.events_in)
         part = self._partition(partition)
         wall_ms = time.time_ns() // 1_000_000
-        forwards: dict[str, list[bytes]] = {}
+        forwards: dict[str, list[bytes]] = {}  # by person: the events of ids merged into them
+        merged_into: dict[str, str] = {}
         for event, line in zip(checked.events, checked.lines, strict=True):
             user_id = person or event.user_id
             if part.forgotten and id_hash(user_id) in part.forgotten:
@@ -239,17 +245,18 @@ class JobRunner:
                 user = users[user_id] = self._load(partition, user_id)
                 if user.envelope.applied_offset >= offset:
                     user.replayed = set()
-            merged_into = self._merged_into(user)
-            if merged_into is not None:  # an id merged into a person: the event is the person's
-                forwards.setdefault(merged_into, []).append(line)
+                if (identity := self._identity_of(user)) is not None and identity.person is not None:
+                    merged_into[user_id] = identity.person
+            if user_id in merged_into:  # an id merged into a person: the event is the person's
+                forwards.setdefault(merged_into[user_id], []).append(line)
                 continue
             self._admit(event, line, user, offset, part.clock, wall_ms, out)
-        for merged_into, lines in forwards.items():
-            out.reroutes.append(Reroute(merged_into, b"\n".join(lines), [(PERSON_HEADER, merged_into.encode())]))
+        for into, lines in forwards.items():
+            out.reroutes.append(Reroute(into, b"\n".join(lines), [(PERSON_HEADER, into.encode())]))
         for user in users.values():
             if user.replayed is not None:
                 out.add(row for job in self.jobs for row in job.current_rows(user.user_id, user.get(job)))
-            elif self._merged_into(user) is not None:
+            elif user.user_id in merged_into:
                 continue  # every event of it was forwarded: nothing of it changed
             else:
                 user.envelope.applied_offset = offset
@@ -447,11 +454,15 @@ class JobRunner:
         an answer is awaited the events are parked (and the jobs get none): no job sees the
         person's events before what a merged id brings.
         """
-        identity = self._identity_of(user) or Identity()
         new_id = not user.envelope.slices
-        changed = False
         if new_id and own and user.on_time:
             out.add([person_row(user.user_id, user.user_id, user.on_time[0][0])])
+        identity = self._identity_of(user)
+        if identity is None and not (own and any("anonymous_id" in event.context or event.type == "alias"
+                                                 for _, _, event, _ in user.on_time)):  # fmt: skip
+            return [event for _, _, event, _ in user.on_time]  # an identified user, no other id: nothing to stitch
+        identity = identity or Identity()
+        changed = False
         for ts, _, event, _ in user.on_time if own else ():
             changed = identity.saw(event, new_id) or changed
             for claimed in claimed_ids(event):
@@ -482,10 +493,6 @@ class JobRunner:
     def _keep_identity(self, user: UserState, identity: Identity) -> None:
         user.decoded[self._identity.name] = identity
         user.acted(self._identity)
-
-    def _merged_into(self, user: UserState) -> str | None:
-        identity = self._identity_of(user)
-        return None if identity is None else identity.person
 
     def _hand_over(self, user: UserState) -> bytes:
         """Every slice but the identity, encoded for the person the user merges into; the user keeps none."""

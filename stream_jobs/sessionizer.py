@@ -114,9 +114,16 @@ class UserSessions:
     first_touch: list[str | None] | None = None  # source of that session
     version: int = 0  # bumped for every row published, so the latest row wins downstream
     last_seen: int | None = None  # event time of the user's latest event, for retention
+    # An anonymous visitor's latest closed session: a merge into a person reopens it (absorb_sessions), since the
+    # visit may have gone on under the person's id after a signup the merge had to wait for.
+    last_closed: Session | None = None
+    anonymous: bool = False  # the user is an anonymous visitor (stream_jobs.identity.is_anonymous)
 
     def to_json(self) -> list[Any]:
-        return [[s.to_json() for s in self.open], self.first_start, self.first_touch, self.version, self.last_seen]
+        data = [[s.to_json() for s in self.open], self.first_start, self.first_touch, self.version, self.last_seen]
+        if self.anonymous:  # the two fields only an anonymous visitor needs
+            data += [None if self.last_closed is None else self.last_closed.to_json(), True]
+        return data
 
     @classmethod
     def from_json(cls, data: list[Any]) -> UserSessions:
@@ -124,7 +131,9 @@ class UserSessions:
         sessions, first_start, first_touch, version, *rest = data
         open_ = [Session.from_json(s) for s in sessions]
         last_seen = rest[0] if rest else max((s.end for s in open_), default=first_start)
-        return cls(open_, first_start, first_touch, version, last_seen)
+        if len(rest) < 3:
+            return cls(open_, first_start, first_touch, version, last_seen)
+        return cls(open_, first_start, first_touch, version, last_seen, rest[1] and Session.from_json(rest[1]), rest[2])
 
 
 def add_events(state: UserSessions, events: Iterable[Event], rules: SessionRules) -> list[str]:
@@ -162,12 +171,14 @@ def absorb_sessions(state: UserSessions, other: UserSessions, rules: SessionRule
 
     Each merged session joins the open sessions it is within the timeout of, as an event
     would (bridging them when the result stays within the maximum length), else stays its
-    own: a visit that went on across a sign-in stays one session. The caller retracts the
-    merged id's published ids; the first session and the latest event are the earlier and
-    later of the two.
+    own: a visit that went on across a sign-in stays one session. The merged id's latest
+    closed session is reopened with them: the watermark of its partition may have closed it
+    before the merge came, while the events that continue it waited for the merge; if none
+    does, it closes again, now as this user's. The caller retracts the merged id's published
+    ids; the first session and the latest event are the earlier and later of the two.
     """
     retracted: list[str] = []
-    for incoming in other.open:
+    for incoming in other.open if other.last_closed is None else [*other.open, other.last_closed]:
         incoming.published_id = None
         near = [s for s in state.open if s.start - rules.timeout_ms <= incoming.end and incoming.start <= s.end + rules.timeout_ms]
         span = (min([incoming.start, *(s.start for s in near)]), max([incoming.end, *(s.end for s in near)]))

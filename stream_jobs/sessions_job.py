@@ -22,6 +22,7 @@ import orjson
 
 from pulse.contract import IDENTITY_TYPES, Event
 from pulse.outputs import SESSIONS
+from stream_jobs.identity import is_anonymous
 from stream_jobs.job import Row
 from stream_jobs.sessionizer import (
     SessionRules,
@@ -68,6 +69,7 @@ class SessionsJob:
         events = [event for event in events if event.type not in IDENTITY_TYPES]
         if not events:  # only resent, too-late or identity events from this user: nothing changed
             return []
+        state.anonymous = state.anonymous or is_anonymous(events[0])
         retracted = add_events(state, events, self.rules)
         return _rows(session_rows(user_id, state, state.open, False, retracted))
 
@@ -79,9 +81,12 @@ class SessionsJob:
     def on_watermark(self, user_id: str, state: UserSessions, watermark: int) -> list[Row]:
         closed = close_expired(state, watermark, self.rules)
         rows = _rows(session_rows(user_id, state, closed, True))
+        if state.anonymous and closed:  # kept for a merge into a person to reopen (absorb_sessions)
+            state.last_closed = max([*closed, *filter(None, [state.last_closed])], key=lambda s: s.end)
         if not state.open and state.last_seen is not None and state.last_seen + self.retention_ms < watermark:
-            state.first_start = state.first_touch = state.last_seen = None
+            state.first_start = state.first_touch = state.last_seen = state.last_closed = None
             state.version = 0
+            state.anonymous = False
         return rows
 
     def current_rows(self, user_id: str, state: UserSessions) -> list[Row]:
@@ -91,11 +96,12 @@ class SessionsJob:
         """The merged id's open sessions join the user's (see :func:`absorb_sessions`), published anew.
 
         Their rows in the merged id's name are retracted, the user's rows of every open session
-        published again; sessions the merged id closed before stay in its name.
+        published again; sessions the merged id closed before stay in its name, but for its
+        latest, which is reopened (see :func:`absorb_sessions`).
         """
         tombstones = []
         version = max(state.version, other.version)
-        for session in other.open:
+        for session in other.open if other.last_closed is None else [*other.open, other.last_closed]:
             if session.published_id is not None:
                 version += 1
                 tombstones.append({"session_id": session.published_id, "user_id": other_id, "deleted": True, "version": version})

@@ -25,6 +25,11 @@ def anonymous_id_of(user_id: str) -> str:
     return f"a{user_id[1:]}"
 
 
+def customer_of(person_id: str) -> str:
+    """The customer a person of the stream is: a visitor never identified is known by the browser's id alone."""
+    return f"u{person_id[1:]}" if person_id.startswith("a") else person_id
+
+
 class Browsers:
     """Rewrites each customer's bursts, which come in time order, as their browser sends them."""
 

@@ -3,8 +3,9 @@
 -- merged into a person, which wins. person_links serves the merged ids to dictGet, so every
 -- table keyed by user_id gains person_id, an ALIAS column computed on read: a late identify
 -- re-attributes history at once, with no rewrite, and BI counts people without a join
--- (uniqExact(person_id)). The sink reloads the dictionary after it writes merges; the
--- LIFETIME is the fallback for other writers.
+-- (uniqExact(person_id)). The dictionary is keyed by the 64-bit hash of the id (a plain hash
+-- table, several times faster per row than one keyed by strings). The sink reloads it after it
+-- writes merges; the LIFETIME is the fallback for other writers.
 CREATE TABLE IF NOT EXISTS person_ids
 (
     id          String,
@@ -19,21 +20,21 @@ SETTINGS non_replicated_deduplication_window = 1000;
 
 CREATE DICTIONARY IF NOT EXISTS person_links
 (
-    id        String,
+    id_hash   UInt64,
     person_id String
 )
-PRIMARY KEY id
-SOURCE(CLICKHOUSE(QUERY 'SELECT id, argMax(person_id, merged) AS person_id FROM person_ids WHERE merged = 1 GROUP BY id'))
+PRIMARY KEY id_hash
+SOURCE(CLICKHOUSE(QUERY 'SELECT cityHash64(id) AS id_hash, argMax(person_id, merged) AS person_id FROM person_ids WHERE merged = 1 GROUP BY id'))
 LIFETIME(MIN 30 MAX 60)
-LAYOUT(COMPLEX_KEY_HASHED());
+LAYOUT(HASHED());
 
-ALTER TABLE events ADD COLUMN IF NOT EXISTS person_id String ALIAS dictGetOrDefault('person_links', 'person_id', tuple(user_id), user_id);
+ALTER TABLE events ADD COLUMN IF NOT EXISTS person_id String ALIAS dictGetOrDefault('person_links', 'person_id', cityHash64(user_id), user_id);
 
-ALTER TABLE sessions ADD COLUMN IF NOT EXISTS person_id String ALIAS dictGetOrDefault('person_links', 'person_id', tuple(user_id), user_id);
+ALTER TABLE sessions ADD COLUMN IF NOT EXISTS person_id String ALIAS dictGetOrDefault('person_links', 'person_id', cityHash64(user_id), user_id);
 
-ALTER TABLE funnel_steps ADD COLUMN IF NOT EXISTS person_id String ALIAS dictGetOrDefault('person_links', 'person_id', tuple(user_id), user_id);
+ALTER TABLE funnel_steps ADD COLUMN IF NOT EXISTS person_id String ALIAS dictGetOrDefault('person_links', 'person_id', cityHash64(user_id), user_id);
 
-ALTER TABLE churn_scores ADD COLUMN IF NOT EXISTS person_id String ALIAS dictGetOrDefault('person_links', 'person_id', tuple(user_id), user_id);
+ALTER TABLE churn_scores ADD COLUMN IF NOT EXISTS person_id String ALIAS dictGetOrDefault('person_links', 'person_id', cityHash64(user_id), user_id);
 
 -- The funnel figures count people: an attempt an anonymous visitor entered and the person went on
 -- with after an identify counts once, at every step it reached.

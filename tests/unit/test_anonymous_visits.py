@@ -11,6 +11,7 @@ stitching necessary.
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -30,12 +31,31 @@ FIGURES = {  # counted by person; the run whose customers are known from the sta
 }
 
 
+# every KPI view that lists no user (those that do name a prospect who never signed up by the browser's id)
+KPI_VIEWS = """
+    SELECT name FROM system.tables
+    WHERE database = currentDatabase() AND engine = 'View' AND name LIKE 'kpi%' AND name NOT IN (
+        SELECT table FROM system.columns WHERE database = currentDatabase() AND name = 'user_id')
+    ORDER BY name
+"""
+
+
 def figures(tmp_path: Path, config: SimulationConfig) -> tuple[dict[str, list[tuple]], list[bytes]]:
-    """The figures of a run through the calm pass and the offline loader, and its lines."""
+    """The figures of a run through the calm pass and the offline loader (every KPI view's rows too), and its lines."""
     simulation = simulate(config)
     with open_engine(tmp_path) as client:
         lines = load_simulation(client, simulation)
-        return {name: [tuple(row) for row in client.query(sql).result_rows] for name, sql in FIGURES.items()}, lines
+        queries = {**FIGURES, **{view: f"SELECT * FROM {view} ORDER BY ALL" for (view,) in client.query(KPI_VIEWS).result_rows}}
+        return {name: [tuple(row) for row in client.query(sql).result_rows] for name, sql in queries.items()}, lines
+
+
+def _same(found: list[tuple], expected: list[tuple]) -> bool:
+    """Equal rows, floats to a relative 1e-9: sums over rows read in another order differ in their last bits."""
+    return len(found) == len(expected) and all(
+        len(a) == len(b) and all(math.isclose(x, y, rel_tol=1e-9) if isinstance(x, float) else x == y
+                                 for x, y in zip(a, b, strict=True))  # fmt: skip
+        for a, b in zip(found, expected, strict=True)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +90,13 @@ def test_counted_by_person_the_figures_are_those_of_known_customers(runs: tuple[
     assert anonymous["sessions"] == known["sessions"]  # a visit across the signup stays one session
     (people, ids), ((customers, _),) = anonymous["people"][0], known["people"]
     assert people == customers < ids  # ids alone count a signed-up visitor twice
+
+
+def test_every_kpi_counts_people(runs: tuple[dict, dict, list[bytes]]) -> None:
+    anonymous, known, _ = runs
+    views = [name for name in known if name.startswith("kpi")]
+    assert len(views) > 40
+    assert [view for view in views if not _same(anonymous[view], known[view])] == []
 
 
 def _valid(line: bytes) -> dict | None:

@@ -160,6 +160,19 @@ def test_a_late_identify_merges_what_both_ids_did_before_it(tmp_path: Path) -> N
     assert people(topic)["anon-3"] == "user-3"
 
 
+def test_a_visit_closed_before_the_merge_reached_it_is_reopened_and_goes_on_under_the_person(tmp_path: Path) -> None:
+    topic = Topic(tmp_path)
+    topic.send(anonymous(0, "anon-r", 0), anonymous(1, "anon-r", 2))
+    neighbour = next(f"anon-{i}" for i in range(99) if partition_for(f"anon-{i}", PARTITIONS) == partition_for("anon-r", PARTITIONS))
+    topic.send(anonymous(0, neighbour, 60))  # the watermark of the visit's partition passes its timeout: closed
+    assert [(row["user_id"], row["closed"]) for row in topic.rows[SESSIONS.name]][-1] == ("anon-r", True)
+    user = next(f"user-{i}" for i in range(99) if partition_for(f"user-{i}", PARTITIONS) != partition_for("anon-r", PARTITIONS))
+    topic.send(identified(0, user, 5, "signup", anon="anon-r"))  # the signup went on with the visit
+    topic.later(300)
+    sessions = {sid: row for sid, row in topic.sessions().items() if row[0] in ("anon-r", user)}
+    assert list(sessions.values()) == [(user, T0, 3)]
+
+
 def test_the_persons_events_wait_for_the_merged_ids_state(tmp_path: Path) -> None:
     topic = Topic(tmp_path)
     topic.send(anonymous(0, "anon-4", 0, path="/pricing"))

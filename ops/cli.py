@@ -35,6 +35,7 @@ environment:
   PULSE_COLLECTOR_PORT   HTTP collector port (default 8088)
   PULSE_BIND_HOST        address the collector, worker and sink listen on (default 127.0.0.1; 0.0.0.0 in containers)
   PULSE_WRITE_KEYS       comma-separated write keys the collector accepts (unset: no auth)
+  PULSE_WRITE_KEYS_FILE  YAML of hashed write keys with names, sources and rate limits (see pulse hash-write-key)
   PULSE_CONFIG           YAML file with tuning sections: producer, dedup, sink, validation, collector
 """
 
@@ -298,6 +299,12 @@ def _parser() -> argparse.ArgumentParser:
                         help="seconds to wait for the pipeline to catch up (default 300)")  # fmt: skip
     forget.add_argument("--cluster", metavar="NAME",
                         help="the ClickHouse cluster the tables live on (see pulse migrate --cluster)")  # fmt: skip
+    hash_key = command("hash-write-key", _hash_write_key, "print the SHA-256 of a write key, for PULSE_WRITE_KEYS_FILE",
+                       "Print the hash under which a write key goes into the keys file (docs/segment.md#write-keys, "
+                       "deploy/write-keys.example.yaml): the file holds hashes only. Reads the key from standard input "
+                       "when none is given, so it stays out of the shell's history. "
+                       "example: printf %s \"$KEY\" | pulse hash-write-key")  # fmt: skip
+    hash_key.add_argument("key", nargs="?", metavar="KEY", help="the key (default: read from standard input)")
     worker = command("worker", _worker, "run the stream jobs (Faust worker) in the foreground",
                      "Validate, de-duplicate and normalise events from the events topic (dead-lettering bad input) "
                      "and run the stream jobs on them: sessions, funnel steps, churn scores and alerts. Serves "
@@ -570,6 +577,17 @@ def _forget(args: argparse.Namespace, settings: Settings) -> int:
     removed = {table: rows for table, rows in erasure["rows_removed"].items() if rows}
     print(f"erasure {erasure['erasure_id']}: {erasure['ids']} id(s) forgotten; rows removed: "
           + (", ".join(f"{table} {rows}" for table, rows in removed.items()) or "none"))  # fmt: skip
+    return 0
+
+
+def _hash_write_key(args: argparse.Namespace, _settings: Settings) -> int:
+    from pulse.settings import hash_write_key
+
+    key = args.key if args.key is not None else sys.stdin.read().strip()
+    if not key:
+        print("pulse hash-write-key: no key given (an argument, or standard input)", file=sys.stderr)
+        return 2
+    print(hash_write_key(key))
     return 0
 
 

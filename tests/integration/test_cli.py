@@ -42,7 +42,8 @@ def read_all(bootstrap: str, topic: str, expected: int) -> list[tuple[bytes, lis
 
 
 def test_every_command_has_help() -> None:
-    for command in ["kafka", "topics", "migrate", "worker", "sink", "produce", "collect", "query", "up", "down", "status", "top", "demo", "soak", "alerts"]:
+    for command in ["kafka", "topics", "migrate", "worker", "sink", "produce", "collect", "query", "up", "down", "status", "top", "demo", "soak", "alerts",
+                    "forget", "hash-write-key"]:  # fmt: skip
         result = subprocess.run([sys.executable, "-m", "ops.cli", command, "--help"], capture_output=True, text=True)
         assert result.returncode == 0 and "KAFKA_BOOTSTRAP" in result.stdout, command
 

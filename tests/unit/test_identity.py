@@ -22,7 +22,7 @@ from stream_jobs.identity import (
     answer,
     claimed_ids,
 )
-from stream_jobs.runner import FORGET_HEADER, HANDOFF_HEADER, JobRunner, Output
+from stream_jobs.runner import FORGET_HEADER, HANDOFF_HEADER, MERGE_HEADER, PERSON_HEADER, JobRunner, Output
 
 MINUTE = 60_000
 T0 = 1_763_856_000_000
@@ -39,6 +39,7 @@ class Topic:
         self.queued: list[tuple[int, bytes, str, dict[str, bytes]]] = []  # (partition, value, key, headers)
         self.rows: dict[str, list] = {}
         self.refusals = Counter[str]()
+        self._crash_kind: str | None = None
 
     def send(self, *events: dict, hold: set[str] | None = None) -> None:
         """Publish events as one record keyed by the first event's user, and deliver until quiet (see :meth:`deliver`)."""
@@ -55,22 +56,36 @@ class Topic:
             if hold and hold & set(headers):
                 held.append((partition, value, key, headers))
                 continue
-            self.apply(self._handle(partition, value, key, headers))
+            self.apply(self._handle_once(partition, value, key, headers))
         self.queued = held
+
+    def crash_on(self, kind: str | None) -> None:
+        """Kill the worker once, on the first record of ``kind`` (a header, or "" for events) delivered from now on:
+        its outputs are published, its state is not written; a new runner on the store takes the record again."""
+        self._crash_kind = kind
+
+    def _handle_once(self, partition: int, value: bytes, key: str, headers: dict[str, bytes]) -> Output:
+        kind = next(iter(headers), "")
+        if self._crash_kind == kind:
+            self._crash_kind = None
+            out = self.runner.handle(value, "events", partition, self.offsets[partition], key.encode(), headers)
+            self.apply(out, write=False)
+            self.runner = JobRunner(self.runner._settings, self.store)  # the restarted worker
+        return self._handle(partition, value, key, headers)
 
     def _handle(self, partition: int, value: bytes, key: str, headers: dict[str, bytes]) -> Output:
         offset = self.offsets[partition]
         self.offsets[partition] += 1
         return self.runner.handle(value, "events", partition, offset, key.encode(), headers)
 
-    def apply(self, out: Output) -> None:
+    def apply(self, out: Output, write: bool = True) -> None:
         for spec, rows in out.rows.items():
             self.rows.setdefault(spec.name, []).extend(orjson.loads(r) if type(r) is bytes else r for r in rows)
         self.refusals.update(out.merge_refusals)
         for reroute in out.reroutes:
             headers = dict(reroute.headers)
             self.queued.append((partition_for(reroute.user_id, PARTITIONS), reroute.value, reroute.user_id, headers))
-        for key, value in out.writes.items():
+        for key, value in out.writes.items() if write else ():
             if value is None:
                 self.store.pop(key, None)
             else:
@@ -184,6 +199,27 @@ def test_the_persons_events_wait_for_the_merged_ids_state(tmp_path: Path) -> Non
     topic.deliver()
     topic.later(301)
     assert funnel_users(topic, "pricing_to_paid") == {1: {"user-4"}, 2: {"user-4"}}
+
+
+@pytest.mark.parametrize("kind", ["", MERGE_HEADER, HANDOFF_HEADER, PERSON_HEADER])
+def test_a_worker_killed_at_any_step_of_a_merge_ends_as_one_that_was_not(tmp_path: Path, kind: str) -> None:
+    """Killed after publishing a record's outputs, before writing its state: the identify, the merge request, the
+    handoff or a forwarded event is taken again by the restarted worker, and the outcome is the calm one."""
+    outcomes = []
+    for crash in (None, kind):
+        topic = Topic(tmp_path / f"run-{crash}")
+        topic.send(anonymous(0, "anon-k", 0, path="/pricing"))
+        topic.crash_on(crash)
+        topic.send(identified(0, "user-k", 1, "signup", anon="anon-k"))
+        topic.send(anonymous(1, "anon-k", 2))  # forwarded to the person
+        topic.later(300)
+        assert topic._crash_kind is None  # the kill happened
+        steps = sorted((r["user_id"], r["step_index"], r["event_id"]) for r in topic.rows.get(FUNNEL_STEPS.name, []))
+        valid = sorted(row["event_id"] for row in topic.rows[VALID_EVENTS.name])
+        outcomes.append((people(topic), list(topic.sessions().values()), sorted(set(steps)), sorted(set(valid)),
+                         topic.refusals))  # fmt: skip
+    assert outcomes[1] == outcomes[0]
+    assert outcomes[0][1] == [("user-k", T0, 3)]
 
 
 def test_merging_two_identified_users_and_placeholders_is_refused_and_counted(tmp_path: Path) -> None:

@@ -13,9 +13,9 @@ and ``max_body_bytes``. It answers only once the outcome is durable:
   pipeline drops the resent ``event_id``s, so nothing accepted is ever lost or counted twice.
 
 Each event is stamped with ``server_received_at``; events further in the future than the
-allowed skew are refused (``future_timestamp``). ``GET /healthz`` and ``GET /metrics`` too, and
-Segment's HTTP tracking API beside ``/v1/events`` (:mod:`producers.segment_api`), publishing
-the same way.
+allowed skew are refused (``future_timestamp``). ``GET /healthz``, ``GET /metrics`` and
+``GET /openapi.json`` (both APIs described, :mod:`producers.openapi`) too, and Segment's HTTP
+tracking API beside ``/v1/events`` (:mod:`producers.segment_api`), publishing the same way.
 
 A refused event's dead letter is named after the request body and the event's index in it
 (:func:`letter_id`), so the retry of a batch after a 503 resends letters the
@@ -41,6 +41,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
 from producers.event_producer import EventProducer
+from producers.openapi import openapi_document
 from producers.packing import PackedRecord, RequestPacker, Settled
 from producers.segment_api import SegmentApi
 from producers.segment_keys import KeyRing
@@ -76,6 +77,7 @@ class Collector:
         self._linger_timer: asyncio.TimerHandle | None = None
         self._keys = KeyRing.from_settings(settings)
         self._segment = SegmentApi(self._keys, producer.check, self._publish, self._tuning.retry_after_s, EVENTS)
+        self._openapi = orjson.dumps(openapi_document(settings))
 
     def application(self) -> web.Application:
         app = web.Application(client_max_size=self._tuning.max_body_bytes)
@@ -84,6 +86,7 @@ class Collector:
             app.router.add_post(f"/v1/{route}", self.post_segment)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/metrics", self.metrics)
+        app.router.add_get("/openapi.json", self.openapi)
         app.on_startup.append(self._start_polling)
         app.on_cleanup.append(self._stop_polling)
         return app
@@ -103,6 +106,9 @@ class Collector:
 
     async def metrics(self, _request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def openapi(self, _request: web.Request) -> web.Response:
+        return web.Response(body=self._openapi, content_type="application/json")
 
     # --- the request ------------------------------------------------------------------
 

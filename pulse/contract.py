@@ -407,7 +407,12 @@ def _page_context(context: dict[str, Any], problems: list[Problem]) -> dict[str,
     if not isinstance(url, str) or not url:
         problems.append(Problem("missing_context", "context.path", "a page_view needs context.url or context.path"))
         return context
-    return {**context, "path": urlsplit(url).path or "/"}
+    try:
+        path = urlsplit(url).path
+    except ValueError:  # "http://[" and the like: urlsplit refuses it, and bad input must not raise
+        problems.append(Problem("missing_context", "context.url", f"{url[:100]!r} is not a URL"))
+        return context
+    return {**context, "path": path or "/"}
 
 
 def _check_context(context: dict[str, Any], problems: list[Problem]) -> None:

@@ -107,6 +107,8 @@ def test_page_view_needs_a_page_and_derives_the_path() -> None:
     event = validate({**BASE, "type": "page_view", "context": {"url": "https://x.io/pricing?a=1"}})
     assert isinstance(event, Event)
     assert event.context == {"url": "https://x.io/pricing?a=1", "path": "/pricing"}
+    # a url urlsplit refuses (found by the collector's fuzzer: it answered 500) is a problem, not an exception
+    assert problems({**BASE, "type": "page_view", "context": {"url": "http://["}}) == [("missing_context", "context.url")]
 
 
 def test_context_fields_are_strings() -> None:

@@ -119,6 +119,11 @@ class UserSessions:
     last_closed: Session | None = None
     anonymous: bool = False  # the user is an anonymous visitor (stream_jobs.identity.is_anonymous)
 
+    @property
+    def handed_over(self) -> list[Session]:
+        """What a merge into a person takes: the open sessions and the latest closed one (see absorb_sessions)."""
+        return self.open if self.last_closed is None else [*self.open, self.last_closed]
+
     def to_json(self) -> list[Any]:
         data = [[s.to_json() for s in self.open], self.first_start, self.first_touch, self.version, self.last_seen]
         if self.anonymous:  # the two fields only an anonymous visitor needs
@@ -178,7 +183,7 @@ def absorb_sessions(state: UserSessions, other: UserSessions, rules: SessionRule
     ids; the first session and the latest event are the earlier and later of the two.
     """
     retracted: list[str] = []
-    for incoming in other.open if other.last_closed is None else [*other.open, other.last_closed]:
+    for incoming in other.handed_over:
         incoming.published_id = None
         near = [s for s in state.open if s.start - rules.timeout_ms <= incoming.end and incoming.start <= s.end + rules.timeout_ms]
         span = (min([incoming.start, *(s.start for s in near)]), max([incoming.end, *(s.end for s in near)]))

@@ -101,7 +101,7 @@ class SessionsJob:
         """
         tombstones = []
         version = max(state.version, other.version)
-        for session in other.open if other.last_closed is None else [*other.open, other.last_closed]:
+        for session in other.handed_over:
             if session.published_id is not None:
                 version += 1
                 tombstones.append({"session_id": session.published_id, "user_id": other_id, "deleted": True, "version": version})

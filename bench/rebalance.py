@@ -11,7 +11,8 @@ Two measures:
 - :func:`rebalance_pause`, end to end: a running pipeline with users in state, a steady
   trickle of events, and a second worker joining the group (partitions move to it), then
   leaving again (they move back). Every trickle event's produce-to-queryable time shows the
-  pause as traffic sees it; the workers' ``pulse_timer_index_seconds`` give the rebuilds.
+  pause as traffic sees it; the workers' ``pulse_state_restore_seconds`` and
+  ``pulse_timer_index_seconds`` give the restores of state and the rebuilds of timers.
 
 ``python -m bench.rebalance --users 1000000`` runs the first alone (no broker).
 """
@@ -235,24 +236,30 @@ def _settled(settings: Settings, trickle: Trickle) -> int:
     return now_ms
 
 
-def _index_seconds(port: int) -> dict[str, float]:
-    """The worker's ``pulse_timer_index_seconds``: rebuilds so far, their total, and the bucket bound of the longest."""
+def _seconds(port: int, histogram: str) -> dict[str, float]:
+    """A seconds ``histogram`` of the worker on ``port``: how many so far, their total, and the bucket bound of the longest."""
     samples = pipeline.worker_metrics(port)
-    count = samples.get("pulse_timer_index_seconds_count", 0.0)
+    count = samples.get(f"{histogram}_count", 0.0)
     bounds = sorted(
         (float(name.split('le="')[1].split('"')[0]), value)
-        for name, value in samples.items() if name.startswith("pulse_timer_index_seconds_bucket")
+        for name, value in samples.items() if name.startswith(f"{histogram}_bucket")
     )  # fmt: skip
     longest_at_most = next((bound for bound, value in bounds if value >= count), float("inf")) if count else 0.0
-    return {
-        "count": count,
-        "sum_s": samples.get("pulse_timer_index_seconds_sum", 0.0),
-        "longest_at_most_s": longest_at_most,
-    }
+    return {"count": count, "sum_s": samples.get(f"{histogram}_sum", 0.0), "longest_at_most_s": longest_at_most}
 
 
-def _delta(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
-    """Rebuilds between two readings (the bucket bound covers the whole life of the worker)."""
+def _steps(port: int) -> dict[str, dict[str, float]]:
+    """The worker's state restores and timer rebuilds so far (``pulse_state_restore_seconds``, ``..._timer_index_...``)."""
+    return {step: _seconds(port, f"pulse_{metric}_seconds") for step, metric in (("restore", "state_restore"),
+                                                                                  ("index", "timer_index"))}
+
+
+def _delta(after: dict[str, dict[str, float]], before: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Restores and rebuilds between two readings (the bucket bound covers the whole life of the worker)."""
+    return {step: _step_delta(after[step], before[step]) for step in after}
+
+
+def _step_delta(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
     return {"count": after["count"] - before["count"], "sum_s": after["sum_s"] - before["sum_s"],
             "longest_at_most_s": after["longest_at_most_s"]}  # fmt: skip
 
@@ -267,19 +274,19 @@ def _held(port: int) -> int | None:
     return len(body.get("partitions", ())) if body.get("status") == "ready" else None
 
 
-def _wait_indexed(ports: list[int], before: dict[int, dict[str, float]], timeout: float = 300.0) -> None:
-    """Wait until every worker is ready and has rebuilt the timers of each partition it holds since ``before``."""
+def _wait_settled(ports: list[int], partitions: int, timeout: float = 300.0) -> None:
+    """Wait until the workers on ``ports`` are all ready and hold every one of ``partitions`` between them, each some.
+
+    Ready means the held partitions' state is read back and their timers rebuilt (a worker
+    that kept a partition through the rebalance has nothing to rebuild for it).
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        done = True
-        for port in ports:
-            held = _held(port)
-            rebuilt = _index_seconds(port)["count"] - before.get(port, {}).get("count", 0.0)
-            done = done and held is not None and rebuilt >= held
-        if done:
+        held = [_held(port) for port in ports]
+        if all(held) and sum(held) == partitions:  # type: ignore[arg-type]  # no None left
             return
         time.sleep(0.1)
-    raise TimeoutError(f"timers not rebuilt on every worker after {timeout:.0f}s")
+    raise TimeoutError(f"the workers did not settle with {partitions} partitions between them after {timeout:.0f}s")
 
 
 def rebalance_pause(settings: Settings, root: Path, users_in_state: int, trickle_rate: float = 200.0,
@@ -303,28 +310,27 @@ def rebalance_pause(settings: Settings, root: Path, users_in_state: int, trickle
     time.sleep(5.0)  # the trickle's normal latency, before anything moves
     results: dict[str, Any] = {"users_in_state": users_in_state, "trickle_eps": trickle_rate}
 
-    join_before = _index_seconds(first_port)
+    join_before = _steps(first_port)
     join_ms = time.time_ns() // 1_000_000
     started = time.monotonic()
     pid = add_worker(settings, "worker-2", timeout=600.0, worker_metrics_port=second_port,
                      data_dir=root / "worker-2")  # fmt: skip
     results["join_ready_s"] = time.monotonic() - started
-    _wait_indexed([first_port, second_port], {first_port: join_before})
+    _wait_settled([first_port, second_port], settings.partitions)
     results["join_indexed_s"] = time.monotonic() - started
-    index = {"join_first_worker": _delta(_index_seconds(first_port), join_before),
-             "join_second_worker": _index_seconds(second_port)}  # fmt: skip
+    steps = {"join_first_worker": _delta(_steps(first_port), join_before), "join_second_worker": _steps(second_port)}
     log(f"  worker-2 joined: ready after {results['join_ready_s']:.1f}s, both workers' timers rebuilt after "
         f"{results['join_indexed_s']:.1f}s")  # fmt: skip
     join_end_ms = _settled(settings, trickle)  # the trickle caught up before anything moves again
 
-    leave_before = _index_seconds(first_port)
+    leave_before = _steps(first_port)
     leave_ms = time.time_ns() // 1_000_000
     started = time.monotonic()
     terminate(pid, 30.0)
     (settings.run_dir / "worker-2.pid").unlink(missing_ok=True)
-    _wait_indexed([first_port], {first_port: leave_before})
+    _wait_settled([first_port], settings.partitions)
     results["leave_indexed_s"] = time.monotonic() - started
-    index["leave_first_worker"] = _delta(_index_seconds(first_port), leave_before)
+    steps["leave_first_worker"] = _delta(_steps(first_port), leave_before)
     log(f"  worker-2 left: the first worker holds every partition again, timers rebuilt after "
         f"{results['leave_indexed_s']:.1f}s")  # fmt: skip
     end_ms = _settled(settings, trickle)
@@ -339,7 +345,7 @@ def rebalance_pause(settings: Settings, root: Path, users_in_state: int, trickle
     results["slow_threshold_ms"] = threshold
     results["join"] = _window(samples, join_ms, join_end_ms, threshold)
     results["leave"] = _window(samples, leave_ms, end_ms, threshold)
-    results["timer_index"] = index
+    results["steps"] = steps
     return results
 
 

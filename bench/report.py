@@ -85,6 +85,10 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             table.append((f"rebalance pause, {what} ({pause['users_in_state']:,} users in state)",
                           f"{figures['stalled_s']:,.1f} s (worst event {figures['max_latency_ms'] / 1000:,.1f} s)",
                           "10 s (target)", f"{figures['stalled_s'] / 10:.1%}"))  # fmt: skip
+        restores = [(who, step["restore"]) for who, step in pause["steps"].items() if step["restore"]["count"]]
+        for who, restore in restores:
+            table.append((f"rebalance: state read back from the changelog, {who.replace('_', ' ')}",
+                          f"{restore['sum_s']:,.1f} s ({restore['count']:.0f} restores)", "-", "-"))  # fmt: skip
     if "peers" in results:
         table += _peer_rows(results["peers"])
     return table

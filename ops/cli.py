@@ -29,7 +29,8 @@ environment:
   PULSE_PARTITIONS       partitions per topic (default 4); PULSE_REPLICATION_FACTOR (default 1)
   PULSE_APP_ID           Faust app id and consumer-group prefix (default customer-pulse)
   PULSE_WORKER_METRICS_PORT  worker /metrics port (default 9464)
-  PULSE_STATE_STORE      worker table store: memory:// (default) or rocksdb:// (needs rocksdict)
+  PULSE_STATE_STORE      worker table store: memory:// (default; keeps what a rebalance leaves in place)
+                         or rocksdb:// (needs rocksdict; state on disk)
   PULSE_SINK_PORT        sink port for /query, /healthz, /metrics and ClickHouse's HTTP interface (default 8124)
   PULSE_READER_USER      login of the sink's ClickHouse HTTP interface (default pulse; PULSE_READER_PASSWORD, pulse)
   PULSE_COLLECTOR_PORT   HTTP collector port (default 8088)
@@ -349,8 +350,8 @@ def _parser() -> argparse.ArgumentParser:
                     "highest steady rate whose p99 event-to-queryable stays under --latency-target-ms, found by "
                     "search over points of --warmup-seconds + --latency-seconds, each on a drained pipeline) of "
                     "events produced to Kafka and of many HTTP clients posting to the collector, worker memory per "
-                    "active user, the timer rebuild after an assignment and (when asked "
-                    "for) the pause of a rebalance with --rebalance-users users in state; next to the raw "
+                    "active user and the pause of a rebalance with "
+                    "--rebalance-users users in state; next to the raw "
                     "confluent-kafka producer, raw aiokafka consumer and bare clickhouse-connect insert measured in "
                     "the same run. Writes bench.json and bench.md to --out. "
                     "example: pulse bench --only live,collector --live-rate 5000 --points 4")  # fmt: skip
@@ -382,18 +383,17 @@ def _parser() -> argparse.ArgumentParser:
                             "for its answer, so together they send at most clients x batch / answer time (default "
                             "128)")  # fmt: skip
     bench.add_argument("--batch", type=int, default=10, help="events per request in the collector phase (default 10)")
-    bench.add_argument("--peer-events", type=int, default=40_000, metavar="N",
+    bench.add_argument("--peer-events", type=int, default=25_000, metavar="N",
                        help="events of the peers phase, one a record: our worker, a direct Faust app and a Quix "
                             "Streams app sessionize them side by side, and their sessions are checked equal; about "
-                            "60-100 s in all at the default (default 40,000)")  # fmt: skip
+                            "a minute in all at the default (default 25,000)")  # fmt: skip
     bench.add_argument("--only", metavar="PHASES",
                        help="comma-separated phases to run, of: producer, ceilings, validate, backlog (the worker "
                             "with all jobs on the events in Kafka), live (capacity search, events produced to "
                             "Kafka), collector (capacity search, HTTP clients posting to the collector), memory, "
                             "rebuild (the timers of --rebalance-users users rebuilt in process), rebalance (a second "
-                            "worker joins and leaves with --rebalance-users users in state; minutes with a million, "
-                            "so only when named), peers (our worker next to Python peers, see --peer-events); "
-                            "default all but rebalance")  # fmt: skip
+                            "worker joins and leaves with --rebalance-users users in state), peers (our worker next "
+                            "to Python peers, see --peer-events); default all but rebuild")  # fmt: skip
     bench.add_argument("--profile-seconds", type=float, default=10.0,
                        help="py-spy the worker this long during the backlog phase if py-spy is installed; 0 skips "
                             "(default 10)")  # fmt: skip

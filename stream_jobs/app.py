@@ -16,6 +16,7 @@ from pulse.topics import Topics
 from stream_jobs import faust_fixes, metrics
 from stream_jobs.events_agent import EventsAgent
 from stream_jobs.health import WorkerHealth
+from stream_jobs.state_store import faust_store_url
 
 HEALTH_INTERVAL_S = 1.0
 
@@ -26,13 +27,15 @@ def create_app(settings: Settings, health: WorkerHealth) -> faust.App:
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.bootstrap}",
-        store=settings.state_store,  # rocksdb:// (with the rocksdict package) keeps state on disk
+        store=faust_store_url(settings.state_store),  # rocksdb:// (with the rocksdict package) keeps state on disk
+        # in memory, a standby's data would be dropped on each rebalance (see stream_jobs.state_store)
+        table_standby_replicas=0 if settings.state_store.startswith("memory:") else 1,
         datadir=str(settings.data_dir / "faust"),
         topic_partitions=settings.partitions,
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
         broker_session_timeout=10.0,  # a crashed worker's partitions move on after 10 s, not 60
-        broker_heartbeat_interval=3.0,
+        broker_heartbeat_interval=1.0,  # the other workers learn of a rebalance from a heartbeat's answer
         producer_acks=-1,
         producer_compression_type="lz4",
         producer_linger_ms=2,
@@ -63,9 +66,9 @@ def create_app(settings: Settings, health: WorkerHealth) -> faust.App:
         for partition in held_partitions():
             await events.send_tick(partition, wall_ms)
 
-    @app.on_partitions_revoked.connect
-    async def release_partitions(_sender: Any, revoked: set[Any], **_kwargs: Any) -> None:
-        events.runner.release(tp.partition for tp in revoked if tp.topic == topics.events)
+    @app.on_partitions_assigned.connect
+    async def release_partitions(_sender: Any, assigned: set[Any], **_kwargs: Any) -> None:
+        events.keep_partitions({tp.partition for tp in assigned if tp.topic == topics.events})
 
     @app.timer(HEALTH_INTERVAL_S)
     async def index_timers() -> None:

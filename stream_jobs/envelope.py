@@ -26,6 +26,7 @@ sessions as JSON; :func:`decode_envelope` still reads it (as slices ``seen`` and
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from pulse.errors import PulseError
@@ -74,26 +75,45 @@ def decode_envelope(value: bytes | None) -> Envelope:
         return Envelope()
     if value[0] != MAGIC:
         return _legacy(value)
+    slices = {name: RawSlice(version, live, deadline, value[start : start + length])
+              for name, version, live, deadline, start, length in _walk(value)}  # fmt: skip
+    return Envelope(_applied_offset(value), slices)
+
+
+def slice_headers(value: bytes) -> list[tuple[str, int, int | None]] | None:
+    """Each slice's name, live count and deadline, read from its header alone (no data copied).
+
+    What a timer rebuild needs of every user: None for the layout before envelopes, which has
+    no headers (decode it whole).
+    """
+    if not value or value[0] != MAGIC:
+        return None
+    return [(name, live, deadline) for name, _, live, deadline, _, _ in _walk(value)]
+
+
+def _applied_offset(value: bytes) -> int:
+    return int(_HEADER.unpack_from(value)[2])
+
+
+def _walk(value: bytes) -> Iterator[tuple[str, int, int, int | None, int, int]]:
+    """Each slice's name, version, live count, deadline, and where its data starts and how long it is."""
     try:
-        _, version, applied_offset, count = _HEADER.unpack_from(value)
+        _, version, _, count = _HEADER.unpack_from(value)
         if version != FORMAT_VERSION:
             raise StateFormatError(f"state envelope format {version} is newer than this worker's ({FORMAT_VERSION})")
         position = _HEADER.size
-        slices: dict[str, RawSlice] = {}
         for _ in range(count):
             size = value[position]
             name = value[position + 1 : position + 1 + size].decode()
             position += 1 + size
             slice_version, live, deadline, length = _SLICE.unpack_from(value, position)
             position += _SLICE.size
-            data = value[position : position + length]
-            if len(data) != length:
+            if position + length > len(value):
                 raise StateFormatError(f"damaged state value: slice {name!r} is cut short")
-            slices[name] = RawSlice(slice_version, live, None if deadline == NO_DEADLINE else deadline, data)
+            yield name, slice_version, live, None if deadline == NO_DEADLINE else deadline, position, length
             position += length
     except (struct.error, IndexError, UnicodeDecodeError) as exc:
         raise StateFormatError(f"damaged state value ({exc})") from exc
-    return Envelope(applied_offset, slices)
 
 
 def _legacy(value: bytes) -> Envelope:

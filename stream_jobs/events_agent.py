@@ -41,6 +41,7 @@ from stream_jobs.output_producer import OutputProducer, attach_to_commits
 from stream_jobs.publishing import output_records
 from stream_jobs.runner import JobRunner, Output
 from stream_jobs.sessions_job import SESSIONS_SLICE
+from stream_jobs.state_store import MemoryStore
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +61,8 @@ class EventsAgent:
         self._events = topics.events
         self._partitions = settings.partitions
         self._changelog = self.state.changelog_topic.get_topic_name()
-        # a store on disk keeps the changelog offset it holds, so a restart reads only what came after
-        on_disk = not settings.state_store.startswith("memory:")
-        self._producer = OutputProducer(settings.bootstrap, track_offsets_of=self._changelog if on_disk else None)
+        # the store keeps the changelog offset it holds, so a rebalance or restart reads only what came after
+        self._producer = OutputProducer(settings.bootstrap, track_offsets_of=self._changelog)
         attach_to_commits(app, self._confirm)
         self._health = health
         self._indexing = False  # a timer rebuild, or the tick after it, is under way
@@ -96,12 +96,20 @@ class EventsAgent:
         for partition, offset in (await self._producer.confirm()).items():
             self.state.data.set_persisted_offset(TP(self._changelog, partition), offset)
 
+    def keep_partitions(self, assigned: set[int]) -> None:
+        """After a rebalance: the runner keeps what it derived from the partitions the store kept as they were.
+
+        Faust's own stores (``rocksdb://``) may have read any partition's changelog anew: nothing is kept.
+        """
+        store = self.state.data
+        self.runner.keep_only(assigned & store.kept if isinstance(store, MemoryStore) else ())
+
     async def send_tick(self, partition: int, wall_ms: int) -> Awaitable[RecordMetadata]:
         """Queue a tick behind the partition's events; what it returns resolves once Kafka holds it."""
         return await self.source.send(value=b"", headers=[(TICK_HEADER, str(wall_ms).encode())], partition=partition)
 
     async def index_partitions(self, held: Callable[[], list[int]]) -> None:
-        """Rebuild the timers of newly ``held()`` partitions, a step at a time, between records.
+        """Rebuild the timers of newly ``held()`` partitions, a step at a time, with half the time left to records.
 
         After each, a tick fires the deadlines that passed before the scan reached their
         users (those of records replayed after a restart, say): without it they would wait
@@ -112,9 +120,12 @@ class EventsAgent:
         try:
             while unindexed := self.runner.unindexed(held()):
                 partition = unindexed[0]
-                started = time.perf_counter()
+                started = step_started = time.perf_counter()
                 for _ in self.runner.index_partition(partition):
-                    await asyncio.sleep(0)
+                    # as long again for records: Faust's agent takes one per turn of the event loop, and
+                    # a rebuild that only yielded a turn would hold records back for as long as it runs
+                    await asyncio.sleep(time.perf_counter() - step_started)
+                    step_started = time.perf_counter()
                 metrics.TIMER_INDEX_SECONDS.observe(time.perf_counter() - started)
                 await (await self.send_tick(partition, time.time_ns() // 1_000_000))  # readiness waits for it
         finally:

@@ -57,6 +57,10 @@ NEWEST_PROCESSED = Gauge(
     "Kafka timestamp of the newest record (event or tick) processed, by partition; time() minus it is how far behind.",
     ["partition"],
 )
+STATE_RESTORE_SECONDS = Histogram(
+    "pulse_state_restore_seconds", "Time to read the state of partitions handed to the worker back from the changelog.",
+    buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+)
 TIMER_INDEX_SECONDS = Histogram(
     "pulse_timer_index_seconds", "Time to rebuild a partition's timers from its state after an assignment.",
     buckets=(0.01, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60),

@@ -21,10 +21,11 @@ as records the runner sends the events topic and takes back (:meth:`JobRunner.ha
 user's events claiming another id start a merge, an id merged into a person forwards its
 events there, and a forgotten id's events are dropped.
 
-State keys: ``u<partition>|<user>`` per user, ``f<partition>`` for the hashes of the ids
-forgotten there, ``c<partition>`` for the partition's clock, written last. Timers live in memory; after an assignment, :meth:`JobRunner.index_partition`
-rebuilds them from the slice headers in steps, so the event loop never stalls on a store of
-a million users, and a tick queued after it fires what came due meanwhile.
+State keys (:mod:`stream_jobs.state_keys`): one per user, the partition's suppression list of
+forgotten ids, and the partition's clock, written last. Timers live in memory; after an
+assignment, :meth:`JobRunner.index_partition` rebuilds them from the slice headers in steps,
+so the event loop never stalls on a store of a million users, and a tick queued after it
+fires what came due meanwhile.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from pulse.settings import Settings, SettingsError
 from stream_jobs.churn_job import ChurnJob
 from stream_jobs.churn_scoring import ChurnRules
 from stream_jobs.dedup import DedupSlice, id_hash
-from stream_jobs.envelope import Envelope, RawSlice, decode_envelope
+from stream_jobs.envelope import Envelope, RawSlice, decode_envelope, slice_headers
 from stream_jobs.funnels import load_funnels
 from stream_jobs.funnels_job import FunnelsJob
 from stream_jobs.identity import (
@@ -64,12 +65,15 @@ from stream_jobs.job import Job, Row
 from stream_jobs.sessionizer import SessionRules
 from stream_jobs.sessions_job import SessionsJob
 from stream_jobs.state_cache import StateCache
+from stream_jobs.state_keys import clock_key, forgotten_key, user_key
 from stream_jobs.timers import Timers
 from stream_jobs.user_state import UserState
 from stream_jobs.validation import check_record
 from stream_jobs.watermark import PartitionClock
 
-INDEX_STEP = 5_000  # users read per step of a timer rebuild before the event loop gets a turn
+# users read per step of a timer rebuild before the event loop gets a turn: about 5 ms. Faust's agent
+# handles one record per turn, so this is what a record waits at most while a partition is indexed
+INDEX_STEP = 500
 CACHED_USERS = 5_000  # users whose decoded state is kept between records (see stream_jobs.state_cache): ~7 KB each
 
 
@@ -121,19 +125,6 @@ class Output:
         self.valid_times.append(ts)
 
 
-def user_key(partition: int, user_id: str) -> bytes:
-    return f"u{partition}|{user_id}".encode()
-
-
-def clock_key(partition: int) -> bytes:
-    return f"c{partition}".encode()
-
-
-def forgotten_key(partition: int) -> bytes:
-    """The partition's suppression list: the id hashes of the users ``pulse forget`` erased, packed."""
-    return f"f{partition}".encode()
-
-
 def default_jobs(settings: Settings) -> tuple[Job[Any], ...]:
     """The jobs the settings switch on, in the order they see a user's events."""
     retention_ms = int(settings.sessions.user_retention_days * 86_400_000)
@@ -180,6 +171,7 @@ class JobRunner:
         self._dedup = DedupSlice(int(settings.dedup.retention_hours * 3_600_000), settings.dedup.max_ids_per_user)
         self._identity = IdentitySlice(int(settings.sessions.user_retention_days * 86_400_000))
         self._slices: tuple[Job[Any], ...] = (self._dedup, self._identity, *self.jobs)
+        self._slice_names = frozenset(slice_.name for slice_ in self._slices)
         self._lateness_ms = int(settings.sessions.allowed_lateness_minutes * 60_000)
         self._idle_ms = int(settings.sessions.idle_close_seconds * 1000)
         self._partitions: dict[int, PartitionState] = {}
@@ -207,13 +199,17 @@ class JobRunner:
         """Users whose slice holds live value ``value`` over the partitions held; safe from another thread."""
         return self._live.get(slice_name, {}).get(value, 0)
 
-    def release(self, partitions: Iterable[int]) -> None:
-        """Forget partitions handed to another worker; their state is reread if they come back."""
-        for partition in partitions:
-            part = self._partitions.pop(partition, None)
-            if part is not None:
-                for name, values in part.live.items():
-                    self._live[name].subtract(values)
+    def keep_only(self, partitions: Iterable[int]) -> None:
+        """Forget every partition but ``partitions``: handed to another worker, or their state read anew.
+
+        What the runner keeps in memory for a partition (timers, live counts, the clock) is
+        derived from its state, so it stays valid only while the store holds the same state.
+        """
+        kept = set(partitions)
+        for partition in [p for p in self._partitions if p not in kept]:
+            part = self._partitions.pop(partition)
+            for name, values in part.live.items():
+                self._live[name].subtract(values)
             self._cache.drop_prefix(user_key(partition, ""))
 
     def unindexed(self, held: Iterable[int]) -> list[int]:
@@ -386,12 +382,25 @@ class JobRunner:
                     continue
                 value = self._store.get(key)
                 if value is not None:
-                    user = UserState(user_id, key, decode_envelope(value), self._slices)
-                    part.timers.schedule(user_id, user.deadline(self._slices))
-                    self._count_live(part, user.live_before, 1)
+                    deadline, live = self._headers(user_id, key, value)
+                    part.timers.schedule(user_id, deadline)
+                    self._count_live(part, live, 1)
             yield min(start + INDEX_STEP, len(keys))
         part.indexed = True
         part.written_while_indexing.clear()
+
+    def _headers(self, user_id: str, key: bytes, value: bytes) -> tuple[int | None, dict[str, int]]:
+        """A stored user's earliest deadline over the runner's slices, and each slice's live count, as stored.
+
+        Read from the slice headers alone: a rebuild reads every user of the partition.
+        """
+        headers = slice_headers(value)
+        if headers is None:  # the layout before envelopes: no headers, decode it
+            user = UserState(user_id, key, decode_envelope(value), self._slices)
+            return user.deadline(self._slices), user.live_before
+        names = self._slice_names
+        deadline = min((due for name, _, due in headers if due is not None and name in names), default=None)
+        return deadline, {name: live for name, live, _ in headers}
 
     def forget(self, user_id: str, partition: int, offset: int) -> Output:
         """Erase an id's state and suppress its events from now on (``pulse forget``, GDPR/CCPA erasure).

@@ -170,6 +170,8 @@ def test_a_worker_added_and_the_first_stopped_mid_stream(pipeline: Settings, sig
         time.sleep(ADD_AT_S)
         (second,) = add_workers(pipeline, range(2, 3))
         wait_group_settled(pipeline, [first, second])
+        # what the first worker kept was not read back: its one restore is the one at its start
+        assert first.metric("pulse_state_restore_seconds_count") == 1
         time.sleep(OVERLAP_S)
         removed_at = time.monotonic() - publisher.started_at
         assert removed_at < PUBLISH_S, f"the first worker went at {removed_at:.1f}s, after the stream ended"

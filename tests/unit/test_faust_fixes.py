@@ -174,3 +174,11 @@ def test_the_livelock_check_skips_a_partition_waiting_for_its_position(monkeypat
     for tp in (waiting, consuming, TP("events", 2)):  # the last one is not assigned (any more)
         faust_fixes.verify_event_path_once_positioned(thread, 0.0, tp)  # type: ignore[arg-type]
     assert checked == [consuming]
+
+
+def test_the_worker_consumer_fetches_are_held_briefly(monkeypatch: Any) -> None:
+    """Upstream's 1.5 s long poll made each request of a rebalance wait behind it (correction 6)."""
+    created = SimpleNamespace(_fetch_max_wait_ms=1500)
+    monkeypatch.setattr(faust_fixes, "upstream_create_worker_consumer", lambda thread, transport: created)
+    consumer = faust_fixes.worker_consumer_with_short_fetches(SimpleNamespace(), SimpleNamespace())  # type: ignore[arg-type]
+    assert consumer is created and consumer._fetch_max_wait_ms == faust_fixes.FETCH_MAX_WAIT_MS <= 500

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from pulse.outputs import SESSIONS, VALID_EVENTS
 from pulse.settings import load_settings
-from stream_jobs.envelope import decode_envelope
+from stream_jobs.envelope import StateFormatError, decode_envelope, slice_headers
 from stream_jobs.runner import JobRunner, Output, user_key
 from stream_jobs.timers import Timers
 from tests.unit.test_runner import MINUTE, T0, Worker, login, record, sessions
@@ -172,7 +172,7 @@ def test_live_counts_leave_with_their_partition(tmp_path: Path) -> None:
     worker.feed(record(login(0, 0, "a")), offset=0, partition=0)
     worker.feed(record(login(1, 0, "b"), login(2, 1, "c")), offset=0, partition=1)
     assert worker.runner.live("sessions") == 3 and worker.runner.users_with("sessions", 1) == 3
-    worker.runner.release([1])
+    worker.runner.keep_only([0])
     assert worker.runner.live("sessions") == 1 and worker.runner.live_values("sessions") == {1: 1}
 
 
@@ -195,3 +195,33 @@ def test_one_state_write_per_user_per_record(tmp_path: Path) -> None:
     assert sorted(out.writes) == sorted([user_key(0, f"u{i}") for i in range(3)] + [b"c0"])
     assert list(out.writes)[-1] == b"c0"  # the clock last
     assert orjson.loads(out.writes[b"c0"])[0] == T0 + 29 * MINUTE
+
+
+def test_slice_headers_are_what_the_decoded_envelope_holds(tmp_path: Path) -> None:
+    worker = Worker(tmp_path)
+    signup = {"event_id": "s", "type": "signup", "user_id": "a", "ts": T0 + MINUTE}
+    worker.feed(record(login(0, 0, "a"), signup), offset=0)
+    value = worker.store[user_key(0, "a")]
+    decoded = [(name, raw.live, raw.deadline) for name, raw in decode_envelope(value).slices.items()]
+    assert slice_headers(value) == decoded and len(decoded) >= 3
+    assert slice_headers((FIXTURES / "user_state_v0.bin").read_bytes()) is None  # no headers before envelopes
+    with pytest.raises(StateFormatError):
+        slice_headers(value[:-3])
+
+
+def test_a_state_written_before_the_job_runtime_gets_its_timer_and_live_counts_on_a_rebuild(tmp_path: Path) -> None:
+    worker = Worker(tmp_path)
+    worker.store[user_key(0, "u1")] = (FIXTURES / "user_state_v0.bin").read_bytes()  # one open session
+    assert list(worker.runner.index_partition(0)) == [1] and worker.runner.live("sessions") == 1
+    closing = worker.feed(record(login(0, 2 * DAY, "other")), offset=42)  # the watermark passes u1's session
+    assert sorted((row["user_id"], row["closed"]) for row in sessions(closing)) == [("other", False), ("u1", True)]
+
+
+def test_partitions_kept_through_a_rebalance_keep_their_timers(tmp_path: Path) -> None:
+    worker = Worker(tmp_path)
+    worker.feed(record(login(0, 0, "a")), offset=0, partition=0)
+    worker.feed(record(login(1, 0, "b")), offset=0, partition=1)
+    for partition in (0, 1):
+        list(worker.runner.index_partition(partition))
+    worker.runner.keep_only([1])
+    assert worker.runner.unindexed([0, 1]) == [0] and worker.runner.live("sessions") == 1

@@ -283,10 +283,13 @@ def _memory(scenario: Settings, levels: tuple[int, ...], results: dict[str, Any]
         log(f"[memory] {target:,} active users ...")
         started = time.perf_counter()
         pipeline.publish(scenario, pipeline.users_events(users, target - users))
-        pipeline.timed_catch_up(scenario)
+        published = time.perf_counter() - started
+        catch_up = pipeline.timed_catch_up(scenario)
         # every event of a level is a user's first, handled while the rest is published: a lower bound
         # of the worker's rate with that many users in state
-        eps = (target - users) / (time.perf_counter() - started)
+        eps = (target - users) / (published + catch_up.worker_s)
+        log(f"[memory]   published in {published:.0f}s, the worker done {catch_up.worker_s:.0f}s later, "
+            f"the sink {catch_up.sink_s:.0f}s later")  # fmt: skip
         users = target
         rss = pipeline.rss_bytes(pid)
         memory[str(target)] = {"rss": rss, "bytes_per_user": (rss - baseline) / target, "worker_eps": eps}

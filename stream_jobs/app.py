@@ -16,7 +16,7 @@ from pulse.topics import Topics
 from stream_jobs import faust_fixes, metrics
 from stream_jobs.events_agent import EventsAgent
 from stream_jobs.health import WorkerHealth
-from stream_jobs.state_store import faust_store_url
+from stream_jobs.state_store import faust_store_url, in_memory
 
 HEALTH_INTERVAL_S = 1.0
 
@@ -29,7 +29,7 @@ def create_app(settings: Settings, health: WorkerHealth) -> faust.App:
         broker=f"kafka://{settings.bootstrap}",
         store=faust_store_url(settings.state_store),  # rocksdb:// (with the rocksdict package) keeps state on disk
         # in memory, a standby's data would be dropped on each rebalance (see stream_jobs.state_store)
-        table_standby_replicas=0 if settings.state_store.startswith("memory:") else 1,
+        table_standby_replicas=0 if in_memory(settings.state_store) else 1,
         datadir=str(settings.data_dir / "faust"),
         topic_partitions=settings.partitions,
         consumer_auto_offset_reset="earliest",

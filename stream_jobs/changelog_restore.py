@@ -91,6 +91,7 @@ def _read_until(consumer: Consumer, ends: dict[int, int], restored: Restored, ex
     last_report = time.monotonic()
     while remaining:
         batch = consumer.consume(BATCH, timeout=1.0)
+        ends_reached = 0
         for message in batch:
             if message.error() is None:
                 values[message.key()] = message.value()
@@ -98,8 +99,8 @@ def _read_until(consumer: Consumer, ends: dict[int, int], restored: Restored, ex
             if message.error().code() != KafkaError._PARTITION_EOF:
                 raise KafkaException(message.error())
             remaining.discard(message.partition())
-            restored.records -= 1  # not a record
-        restored.records += len(batch)
+            ends_reached += 1
+        restored.records += len(batch) - ends_reached
         if time.monotonic() - last_report >= PROGRESS_EVERY_S:
             last_report = time.monotonic()
             log.info("restoring state: %s of %s changelog records read", f"{restored.records:,}", f"{expected:,}")

@@ -35,9 +35,14 @@ SCHEME = "pulse-memory"
 RETRY_S = 1.0
 
 
+def in_memory(state_store: str) -> bool:
+    """Whether the ``PULSE_STATE_STORE`` setting names the memory store (this one)."""
+    return state_store.startswith("memory:")
+
+
 def faust_store_url(state_store: str) -> str:
     """The Faust store URL for the ``PULSE_STATE_STORE`` setting: ``memory://`` is this store."""
-    if not state_store.startswith("memory:"):
+    if not in_memory(state_store):
         return state_store
     STORES.aliases[SCHEME] = f"{__name__}:MemoryStore"
     return f"{SCHEME}://"

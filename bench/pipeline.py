@@ -13,7 +13,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,6 +114,10 @@ class _CounterSampler(threading.Thread):
                 self.samples.append((time.perf_counter() - self.started, value))
             self.done.wait(self.period)
 
+    def left_zero(self) -> float:
+        """When the counter was last read at 0 (0.0, the start, if never): just before the first event."""
+        return max((t for t, value in self.samples if value == 0), default=0.0)
+
     def steady_eps(self, low: float = 0.1, high: float = 0.9) -> float | None:
         """Events a second between the moments the counter passed ``low`` and ``high`` of its last value
         (None when the samples do not show both: a backlog too short, or mostly done before the clock)."""
@@ -130,25 +134,31 @@ class _CounterSampler(threading.Thread):
         return final * (high - low) / (end - start) if start is not None and end is not None and end > start else None
 
 
-def timed_catch_up(settings: Settings) -> CatchUp:
+def timed_catch_up(settings: Settings, starting: Callable[[], None] | None = None) -> CatchUp:
     """Times until the worker, then the sink, have committed everything produced so far; the worker's steady rate.
 
-    The commit times start with the clock, when this is called: after ``up``, which returns once
-    the collector is up too, so the worker may have begun a second or so before. The steady
-    rate does not depend on when the clock starts.
+    ``starting``: brings the pipeline up on a backlog already published. The clock then starts
+    at the worker's first event (its last counter reading at 0), not when ``starting`` returns:
+    a worker reads its backlog while it boots the rest (collector, readiness), and at 50,000
+    events/s it was past a tenth of the backlog before a later clock, which then overstated the
+    rate and left no steady one. Without ``starting`` (the worker already at work) the clock
+    starts with the call.
     """
     topics = Topics.with_prefix(settings.topic_prefix)
     started = time.perf_counter()
     sampler = _CounterSampler(settings.worker_metrics_port, started)
     sampler.start()
     try:
+        if starting is not None:
+            starting()
         wait_caught_up(settings.bootstrap, settings.worker_group, [topics.events], CATCH_UP_S, poll_s=0.1)
         worker_done = time.perf_counter() - started
     finally:
         sampler.done.set()
         sampler.join()
     wait_caught_up(settings.bootstrap, settings.sink_group, topics.sink_inputs(), CATCH_UP_S, poll_s=0.1)
-    return CatchUp(worker_done, time.perf_counter() - started, sampler.steady_eps())
+    origin = sampler.left_zero() if starting is not None else 0.0
+    return CatchUp(worker_done - origin, time.perf_counter() - started - origin, sampler.steady_eps())
 
 
 # --- event to queryable ----------------------------------------------------------------

@@ -31,6 +31,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -157,11 +158,10 @@ def _measure(base: Settings, bootstrap: str, root: Path, config: BenchConfig, lo
         ensure_topics(scenario)
         with EventProducer.from_settings(scenario) as producer:
             publish_lines(lines[:n], "bench", producer)
-        up(scenario, log=lambda _line: None)
-        pipeline.wait_worker_ready(scenario.worker_metrics_port)
-        profile = _profile(scenario, root, config) if job == "all" else None
-        catch_up = pipeline.timed_catch_up(scenario)
-        if profile:
+        profiles: list[subprocess.Popen[bytes]] = []  # py-spy of the all-jobs worker, if any
+        start = partial(_start_backlog, scenario, root, config if job == "all" else None, profiles)
+        catch_up = pipeline.timed_catch_up(scenario, start)
+        for profile in profiles:
             profile.wait()
         results[f"{job}_worker_eps"] = n / catch_up.worker_s
         results[f"{job}_sink_eps"] = n / catch_up.sink_s
@@ -241,6 +241,15 @@ def _measure(base: Settings, bootstrap: str, root: Path, config: BenchConfig, lo
         results["peers"] = side_by_side(scenario, _lines(config.peer_events), log)
         done("peers")
     return results
+
+
+def _start_backlog(scenario: Settings, root: Path, profiled: BenchConfig | None,
+                   profiles: list[subprocess.Popen[bytes]]) -> None:  # fmt: skip
+    """Bring the pipeline up on its published backlog; once the worker is ready, py-spy it as ``profiled`` says."""
+    up(scenario, log=lambda _line: None)
+    pipeline.wait_worker_ready(scenario.worker_metrics_port)
+    if profiled is not None and (profile := _profile(scenario, root, profiled)):
+        profiles.append(profile)
 
 
 def _search_setup(phase: str, scenario: Settings, templates: list[dict[str, Any]], config: BenchConfig,

@@ -62,6 +62,10 @@ class ClickHouseSink:
                 "max.poll.interval.ms": 3_600_000,
                 "session.timeout.ms": 10_000,  # a crashed sink's partitions move on after 10 s
                 "fetch.max.bytes": 64 * 1024 * 1024,
+                # the broker answers a fetch once 1 MiB is there or 100 ms passed, not at the first record:
+                # with small live records that was a fetch per few records, and the broker's time went to them
+                "fetch.min.bytes": 1024 * 1024,
+                "fetch.wait.max.ms": 100,
                 **librdkafka_config(metrics.KAFKA),
             }
         )

@@ -61,6 +61,7 @@ def catch_up(bootstrap: str, topic: str, partitions: Iterable[int], held: Mappin
     try:
         ends: dict[int, int] = {}  # partition to read -> offset of its last record
         starts = []
+        expected = 0  # records to read, for the progress log
         for partition in partitions:
             low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=WATERMARK_TIMEOUT_S)
             end = high - 1 if high > low else None
@@ -71,9 +72,10 @@ def catch_up(bootstrap: str, topic: str, partitions: Iterable[int], held: Mappin
             if end is not None:
                 ends[partition] = end
                 starts.append(TopicPartition(topic, partition, low))
+                expected += end + 1 - low
         if starts:
             consumer.assign(starts)
-            _read_until(consumer, ends, restored, sum(end + 1 - tp.offset for tp, end in zip(starts, ends.values())))
+            _read_until(consumer, ends, restored, expected)
     finally:
         consumer.close()
     restored.seconds = time.monotonic() - started

@@ -28,6 +28,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from pulse.errors import PulseError
 
@@ -63,10 +64,16 @@ class Envelope:
     def to_bytes(self) -> bytes:
         parts = [_HEADER.pack(MAGIC, FORMAT_VERSION, self.applied_offset, len(self.slices))]
         for name, raw in self.slices.items():
-            encoded = name.encode()
             deadline = NO_DEADLINE if raw.deadline is None else raw.deadline
-            parts += [bytes((len(encoded),)), encoded, _SLICE.pack(raw.version, raw.live or 0, deadline, len(raw.data)), raw.data]
+            parts += [_name_field(name), _SLICE.pack(raw.version, raw.live or 0, deadline, len(raw.data)), raw.data]
         return b"".join(parts)
+
+
+@lru_cache(maxsize=64)
+def _name_field(name: str) -> bytes:
+    """A slice name as its header stores it, length first: the same few names in every value written."""
+    encoded = name.encode()
+    return bytes((len(encoded),)) + encoded
 
 
 def decode_envelope(value: bytes | None) -> Envelope:

@@ -144,11 +144,15 @@ class UserSessions:
 def add_events(state: UserSessions, events: Iterable[Event], rules: SessionRules) -> list[str]:
     """Place on-time events into the user's open sessions; returns ids to retract (merged away)."""
     retracted: list[str] = []
+    timeout_ms, max_length_ms = rules.timeout_ms, rules.max_length_ms
     for event in events:
         key = (event.ts, id_hash(event.event_id))
-        near = [s for s in state.open if s.start - rules.timeout_ms <= event.ts <= s.end + rules.timeout_ms]
+        near = [s for s in state.open if s.start - timeout_ms <= event.ts <= s.end + timeout_ms]
+        if len(near) == 1 and max(near[0].end, event.ts) - min(near[0].start, event.ts) <= max_length_ms:
+            near[0].count(event, key)  # the usual case: the event joins the one session it is near
+            continue
         span = (min([event.ts, *(s.start for s in near)]), max([event.ts, *(s.end for s in near)]))
-        if near and span[1] - span[0] <= rules.max_length_ms:
+        if near and span[1] - span[0] <= max_length_ms:
             target, *bridged = near
             for other in bridged:
                 target.absorb(other)
@@ -157,7 +161,7 @@ def add_events(state: UserSessions, events: Iterable[Event], rules: SessionRules
                     retracted.append(other.published_id)
             target.count(event, key)
         else:  # bridging would exceed the maximum length: the earliest session that can hold it, or a new one
-            fitting = [s for s in near if max(s.end, event.ts) - min(s.start, event.ts) <= rules.max_length_ms]
+            fitting = [s for s in near if max(s.end, event.ts) - min(s.start, event.ts) <= max_length_ms]
             if fitting:
                 fitting[0].count(event, key)
             else:

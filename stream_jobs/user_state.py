@@ -44,13 +44,18 @@ class UserState:
         self.changed = False
         self.scheduled = False  # its timer holds its current deadline
         self._acted: set[str] = set()  # slices a job acted on, by name: re-encoded on write
-        self._deadlines: dict[str, int | None] = {}  # of acted slices, asked once until a job acts again
+        # each slice's deadline as known: from its header, or from its job once asked after the job acted
+        # (until it acts again); a user's deadlines are asked about a dozen times a record
+        self._deadlines: dict[str, int | None]
         self.live_before: dict[str, int]  # live count per slice as stored
         if envelope.legacy:  # no headers to trust: decode everything once, and write it in the current format
             self.live_before = {slice_.name: slice_.live(self.get(slice_)) for slice_ in slices}
             self._acted = set(self.live_before)
+            self._deadlines = {}
         else:
             self.live_before = {name: raw.live or 0 for name, raw in envelope.slices.items()}
+            self._deadlines = dict.fromkeys([slice_.name for slice_ in slices])  # None: the user has no such slice
+            self._deadlines.update({name: raw.deadline for name, raw in envelope.slices.items()})
 
     def get(self, slice_: Job[Any]) -> Any:
         """The decoded slice (empty if the user has none yet)."""
@@ -69,13 +74,10 @@ class UserState:
     def slice_deadline(self, slice_: Job[Any]) -> int | None:
         """The slice's deadline: from its job once it acted (asked once until it acts again), else its header."""
         name = slice_.name
-        if name in self._acted:
-            if name in self._deadlines:
-                return self._deadlines[name]
-            deadline = self._deadlines[name] = slice_.deadline(self.decoded[name])
-            return deadline
-        raw = self.envelope.slices.get(name)
-        return None if raw is None else raw.deadline
+        if name in self._deadlines:
+            return self._deadlines[name]
+        deadline = self._deadlines[name] = slice_.deadline(self.get(slice_))
+        return deadline
 
     def is_due(self, slice_: Job[Any], watermark: int) -> bool:
         """Whether the watermark has passed the slice's deadline."""
@@ -93,23 +95,32 @@ class UserState:
 
     def encode(self, slices: Sequence[Job[Any]]) -> bytes | None:
         """The value to store: slices a job acted on re-encoded, empty ones dropped; None when nothing of ours is left."""
+        stored = self.envelope.slices
         for slice_ in slices:
-            if slice_.name not in self._acted:
+            name = slice_.name
+            if name not in self._acted:
                 continue
-            state = self.decoded[slice_.name]
+            state = self.decoded[name]
             if slice_.is_empty(state):
-                self.envelope.slices.pop(slice_.name, None)
+                stored.pop(name, None)
             else:
-                data = slice_.encode(state)
-                self.envelope.slices[slice_.name] = RawSlice(slice_.version, slice_.live(state), self.slice_deadline(slice_),
-                                                             data)  # fmt: skip
-        if not any(slice_.name in self.envelope.slices for slice_ in slices):
-            return None
-        return self.envelope.to_bytes()
+                stored[name] = RawSlice(slice_.version, slice_.live(state), self.slice_deadline(slice_), slice_.encode(state))
+        for slice_ in slices:
+            if slice_.name in stored:
+                return self.envelope.to_bytes()
+        return None
 
     def live_after(self) -> dict[str, int]:
-        """Each slice's live value as it will be stored (call after :meth:`encode`); a dropped slice is 0."""
-        after = {name: 0 for name in self.live_before}
-        for name, raw in self.envelope.slices.items():
-            after[name] = raw.live or 0
+        """Each slice's live value as it will be stored (call after :meth:`encode`); a dropped slice is 0.
+
+        Only slices a job acted on can have changed: the others keep the value of their header.
+        """
+        after = dict(self.live_before)
+        stored = self.envelope.slices
+        for name in self._acted:
+            raw = stored.get(name)
+            if raw is not None:
+                after[name] = raw.live or 0
+            elif name in after:
+                after[name] = 0
         return after

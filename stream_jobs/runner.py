@@ -551,11 +551,10 @@ class JobRunner:
             if user is None:
                 user = users[user_id] = self._load(partition, user_id)
             user.scheduled = False  # its timer entry is used up
-            for slice_ in self._slices:
-                if user.is_due(slice_, watermark):
-                    out.add(slice_.on_watermark(user_id, user.get(slice_), watermark))
-                    user.acted(slice_)
-                    user.changed = True
+            for slice_ in user.due_slices(self._slices, watermark):
+                out.add(slice_.on_watermark(user_id, user.get(slice_), watermark))
+                user.acted(slice_)
+                user.changed = True
             if not user.changed:  # woke early for a deadline that moved later: look again then
                 part.timers.schedule(user_id, user.deadline(self._slices))
 

@@ -45,7 +45,7 @@ class UserState:
         self.scheduled = False  # its timer holds its current deadline
         self._acted: set[str] = set()  # slices a job acted on, by name: re-encoded on write
         # each slice's deadline as known: from its header, or from its job once asked after the job acted
-        # (until it acts again); a user's deadlines are asked about a dozen times a record
+        # (until it acts again)
         self._deadlines: dict[str, int | None]
         self.live_before: dict[str, int]  # live count per slice as stored
         if envelope.legacy:  # no headers to trust: decode everything once, and write it in the current format
@@ -54,8 +54,7 @@ class UserState:
             self._deadlines = {}
         else:
             self.live_before = {name: raw.live or 0 for name, raw in envelope.slices.items()}
-            self._deadlines = dict.fromkeys([slice_.name for slice_ in slices])  # None: the user has no such slice
-            self._deadlines.update({name: raw.deadline for name, raw in envelope.slices.items()})
+            self._deadlines = {name: raw.deadline for name, raw in envelope.slices.items()}
 
     def get(self, slice_: Job[Any]) -> Any:
         """The decoded slice (empty if the user has none yet)."""
@@ -74,21 +73,30 @@ class UserState:
     def slice_deadline(self, slice_: Job[Any]) -> int | None:
         """The slice's deadline: from its job once it acted (asked once until it acts again), else its header."""
         name = slice_.name
-        if name in self._deadlines:
-            return self._deadlines[name]
-        deadline = self._deadlines[name] = slice_.deadline(self.get(slice_))
+        known = self._deadlines
+        if name in known:
+            return known[name]
+        if name not in self._acted:
+            return None  # the user has no such slice
+        deadline = known[name] = slice_.deadline(self.decoded[name])
         return deadline
 
-    def is_due(self, slice_: Job[Any], watermark: int) -> bool:
-        """Whether the watermark has passed the slice's deadline."""
-        deadline = self.slice_deadline(slice_)
-        return deadline is not None and deadline < watermark
+    def due_slices(self, slices: Sequence[Job[Any]], watermark: int) -> list[Job[Any]]:
+        """The slices whose deadline the watermark has passed."""
+        due = []
+        known = self._deadlines
+        for slice_ in slices:
+            deadline = known[slice_.name] if slice_.name in known else self.slice_deadline(slice_)
+            if deadline is not None and deadline < watermark:
+                due.append(slice_)
+        return due
 
     def deadline(self, slices: Sequence[Job[Any]]) -> int | None:
         """The earliest deadline over every slice."""
         earliest = None
-        for slice_ in slices:
-            deadline = self.slice_deadline(slice_)
+        known = self._deadlines
+        for slice_ in slices:  # the deadlines as known inline: a user's are asked about a dozen times a record
+            deadline = known[slice_.name] if slice_.name in known else self.slice_deadline(slice_)
             if deadline is not None and (earliest is None or deadline < earliest):
                 earliest = deadline
         return earliest

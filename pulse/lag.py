@@ -21,7 +21,8 @@ from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-LAG_BUCKETS_S = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 86400, float("inf"))
+INF = float("inf")
+LAG_BUCKETS_S = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 86400, INF)
 
 
 class BatchHistogram(Collector):
@@ -30,8 +31,8 @@ class BatchHistogram(Collector):
     def __init__(self, name: str, documentation: str, buckets_s: Sequence[float]) -> None:
         self.name = name
         self._documentation = documentation
-        self._bounds_s = tuple(buckets_s)
-        self._bounds_ms = [bound * 1000 for bound in buckets_s[:-1]]  # the last is +Inf: past every other
+        self._bounds_s = (*buckets_s, INF) if buckets_s[-1] != INF else tuple(buckets_s)  # +Inf last, as a Histogram
+        self._bounds_ms = [bound * 1000 for bound in self._bounds_s[:-1]]  # a lag past all of them counts in +Inf
         self._lock = threading.Lock()  # a scrape reads from another thread
         self._counts: dict[str, list[int]] = {}  # per stage, per bucket (not cumulative)
         self._sums_s: dict[str, float] = {}

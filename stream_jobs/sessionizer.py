@@ -147,14 +147,15 @@ def add_events(state: UserSessions, events: Iterable[Event], rules: SessionRules
     timeout_ms, max_length_ms = rules.timeout_ms, rules.max_length_ms
     for event in events:
         key = (event.ts, id_hash(event.event_id))
-        near = [s for s in state.open if s.start - timeout_ms <= event.ts <= s.end + timeout_ms]
-        if len(near) == 1 and max(near[0].end, event.ts) - min(near[0].start, event.ts) <= max_length_ms:
-            near[0].count(event, key)  # the usual case: the event joins the one session it is near
-            continue
-        span = (min([event.ts, *(s.start for s in near)]), max([event.ts, *(s.end for s in near)]))
-        if near and span[1] - span[0] <= max_length_ms:
-            target, *bridged = near
-            for other in bridged:
+        near: list[Session] = []  # the open sessions within the timeout of the event, and the span bridging them would make
+        start = end = event.ts
+        for session in state.open:
+            if session.start - timeout_ms <= event.ts <= session.end + timeout_ms:
+                near.append(session)
+                start, end = min(start, session.start), max(end, session.end)
+        if near and end - start <= max_length_ms:
+            target = near[0]
+            for other in near[1:]:
                 target.absorb(other)
                 state.open.remove(other)
                 if other.published_id is not None:

@@ -96,42 +96,62 @@ class CatchUp:
     worker_s: float  # the worker committed everything
     sink_s: float  # then the sink committed everything
     steady_eps: float | None  # the worker's own rate, from its event counter between 10% and 90% of the backlog
+    steady_cpu: float | None  # the worker's CPU over the same span, in cores (1.0: one core busy all the time)
 
 
 class _CounterSampler(threading.Thread):
-    """Reads the worker's ``pulse_events_in_total`` every ``period`` s: (seconds since ``started``, events)."""
+    """Reads the worker's event counter and CPU time every ``period`` s: (seconds since ``started``, events, CPU s).
+
+    The CPU time is the worker's own ``process_cpu_seconds_total`` (None if it exports none).
+    """
 
     def __init__(self, port: int, started: float, period: float = 0.25) -> None:
         super().__init__(name="counter-sampler", daemon=True)
         self.port, self.started, self.period = port, started, period
-        self.samples: list[tuple[float, float]] = []
+        self.samples: list[tuple[float, float, float | None]] = []
         self.done = threading.Event()
 
     def run(self) -> None:
         while not self.done.is_set():
-            value = worker_metrics(self.port).get("pulse_events_in_total")
+            metrics = worker_metrics(self.port)
+            value = metrics.get("pulse_events_in_total")
             if value is not None:
-                self.samples.append((time.perf_counter() - self.started, value))
+                self.samples.append((time.perf_counter() - self.started, value, metrics.get("process_cpu_seconds_total")))
             self.done.wait(self.period)
 
     def left_zero(self) -> float:
         """When the counter was last read at 0 (0.0, the start, if never): just before the first event."""
-        return max((t for t, value in self.samples if value == 0), default=0.0)
+        return max((t for t, value, _ in self.samples if value == 0), default=0.0)
 
     def steady_eps(self, low: float = 0.1, high: float = 0.9) -> float | None:
         """Events a second between the moments the counter passed ``low`` and ``high`` of its last value
         (None when the samples do not show both: a backlog too short, or mostly done before the clock)."""
-        final = self.samples[-1][1] if self.samples else 0.0
+        span = self._steady_span(low, high)
+        return None if span is None else self.samples[-1][1] * (high - low) / (span[1] - span[0])
 
-        def passed(fraction: float) -> float | None:
-            target = final * fraction
-            for (t0, v0), (t1, v1) in zip(self.samples, self.samples[1:], strict=False):
-                if v0 <= target <= v1 and v1 > v0:
-                    return t0 + (t1 - t0) * (target - v0) / (v1 - v0)
+    def steady_cpu(self, low: float = 0.1, high: float = 0.9) -> float | None:
+        """The worker's CPU seconds a second over the span of :meth:`steady_eps`: the share of a core it used."""
+        span = self._steady_span(low, high)
+        cpu = [(t, seconds) for t, _, seconds in self.samples if seconds is not None]
+        if span is None:
             return None
+        start, end = _interpolate(cpu, span[0]), _interpolate(cpu, span[1])
+        return None if start is None or end is None else (end - start) / (span[1] - span[0])
 
-        start, end = passed(low), passed(high)
-        return final * (high - low) / (end - start) if start is not None and end is not None and end > start else None
+    def _steady_span(self, low: float, high: float) -> tuple[float, float] | None:
+        """When the counter passed ``low`` and when ``high`` of its last value, if the samples show both."""
+        final = self.samples[-1][1] if self.samples else 0.0
+        by_count = [(value, t) for t, value, _ in self.samples]
+        start, end = _interpolate(by_count, final * low), _interpolate(by_count, final * high)
+        return (start, end) if start is not None and end is not None and end > start else None
+
+
+def _interpolate(points: Sequence[tuple[float, float]], x: float) -> float | None:
+    """y at ``x`` on the line through ``points`` (x rising), from the first pair of points around it; None outside."""
+    for (x0, y0), (x1, y1) in zip(points, points[1:], strict=False):
+        if x0 <= x <= x1 and x1 > x0:
+            return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+    return None
 
 
 def timed_catch_up(settings: Settings, starting: Callable[[], None] | None = None) -> CatchUp:
@@ -158,7 +178,8 @@ def timed_catch_up(settings: Settings, starting: Callable[[], None] | None = Non
         sampler.join()
     wait_caught_up(settings.bootstrap, settings.sink_group, topics.sink_inputs(), CATCH_UP_S, poll_s=0.1)
     origin = sampler.left_zero() if starting is not None else 0.0
-    return CatchUp(worker_done - origin, time.perf_counter() - started - origin, sampler.steady_eps())
+    return CatchUp(worker_done - origin, time.perf_counter() - started - origin, sampler.steady_eps(),
+                   sampler.steady_cpu())
 
 
 # --- event to queryable ----------------------------------------------------------------

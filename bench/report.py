@@ -12,6 +12,7 @@ import orjson
 
 CAPACITY_PHASES = ("live", "collector")  # capacity searches (``capacity.search``), each with its curve
 CAPACITY_TARGET_EPS = 25_000  # the live capacity asked for, per worker process
+BACKLOG_TARGET_EPS = 50_000  # the backlog rate asked for, per worker process on one core
 PACKAGES = ("faust-streaming", "aiokafka", "confluent-kafka", "clickhouse-connect", "chdb", "orjson")
 
 
@@ -42,9 +43,13 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
          "raw confluent-kafka producer")  # fmt: skip
     rate("worker, validation + de-duplication", results.get("validate_worker_eps"), consumer, raw_consumer)
     rate("worker, all jobs (+ sessions)", results.get("all_worker_eps"), consumer, raw_consumer)
-    if results.get("all_backlog", {}).get("steady_eps"):
-        rate("worker, all jobs, steady (10% to 90% of the backlog)", results["all_backlog"]["steady_eps"], consumer,
-             raw_consumer)  # fmt: skip
+    backlog = results.get("all_backlog", {})
+    if backlog.get("steady_eps"):
+        rate("worker, all jobs, steady (10% to 90% of the backlog)", backlog["steady_eps"], consumer, raw_consumer)
+    if backlog.get("steady_eps") and backlog.get("steady_cpu"):
+        rate(f"worker, all jobs, steady, per core (the worker kept {backlog['steady_cpu']:.0%} of one busy)",
+             backlog["steady_eps"] / backlog["steady_cpu"], BACKLOG_TARGET_EPS,
+             "target, per worker process on one core")  # fmt: skip
     rate("all jobs and the sink, to ClickHouse", results.get("all_sink_eps"), consumer, raw_consumer)
     if "all_sink_eps" in results and "raw_insert_eps" in results:
         rate(

@@ -166,9 +166,11 @@ def _measure(base: Settings, bootstrap: str, root: Path, config: BenchConfig, lo
         results[f"{job}_worker_eps"] = n / catch_up.worker_s
         results[f"{job}_sink_eps"] = n / catch_up.sink_s
         results[f"{job}_backlog"] = {"worker_s": catch_up.worker_s, "sink_s": catch_up.sink_s,
-                                     "steady_eps": catch_up.steady_eps}  # fmt: skip
+                                     "steady_eps": catch_up.steady_eps, "steady_cpu": catch_up.steady_cpu}  # fmt: skip
         down(scenario, log=lambda _line: None)
         steady = f"{catch_up.steady_eps:,.0f}" if catch_up.steady_eps else "-"
+        if catch_up.steady_cpu:
+            steady += f" at {catch_up.steady_cpu:.0%} of a core"
         log(f"[{phase}] worker {n / catch_up.worker_s:,.0f} events/s ({steady} steady, from 10% to 90% of the "
             f"backlog), through the sink {n / catch_up.sink_s:,.0f} events/s")  # fmt: skip
         done(phase)

@@ -1,4 +1,8 @@
-"""The ceilings: what the bare clients do with the same data, without the pipeline around them."""
+"""The ceilings: what the bare clients do with the same data, without the pipeline around them.
+
+And what the worker's own logic does without the clients: every job run in process on the
+same records, no Kafka or Faust around it.
+"""
 
 from __future__ import annotations
 
@@ -79,5 +83,40 @@ def bare_clickhouse_insert(directory: str, normalised_records: Sequence[bytes]) 
     result = subprocess.run(
         [sys.executable, "-c", _INSERT, directory],
         input=b"\n\n".join(normalised_records), capture_output=True, check=True,
+    )  # fmt: skip
+    return float(result.stdout.decode().split()[-1])
+
+
+_JOBS = """
+import sys, time
+from pulse.settings import load_settings
+from stream_jobs.runner import JobRunner
+from stream_jobs.worker import settle_garbage_collector
+records = [chunk.split(b" ", 1) for chunk in sys.stdin.buffer.read().split(b"\\n\\n") if chunk]
+store, offsets = {}, {}
+runner = JobRunner(load_settings(), store)
+settle_garbage_collector()
+started = time.perf_counter()
+for partition, value in records:
+    offset = offsets[partition] = offsets.get(partition, -1) + 1
+    for key, state in runner.process(value, "events", int(partition), offset).writes.items():
+        if state is None:
+            store.pop(key, None)
+        else:
+            store[key] = state
+print(time.perf_counter() - started)
+"""
+
+
+def jobs_in_process(records: Sequence[tuple[int, bytes]]) -> float:
+    """Seconds for the worker's runner, every job on, to handle the records in process (a dict for its store).
+
+    In a process of its own, with the worker's garbage-collector settings, so it pays what the
+    worker pays for the logic alone: the rest of the worker's time is Kafka, Faust and publishing.
+    """
+    result = subprocess.run(
+        [sys.executable, "-c", _JOBS],
+        input=b"\n\n".join(b"%d %s" % (partition, value) for partition, value in records),
+        capture_output=True, check=True,
     )  # fmt: skip
     return float(result.stdout.decode().split()[-1])

@@ -113,10 +113,11 @@ class _CounterSampler(threading.Thread):
 
     def run(self) -> None:
         while not self.done.is_set():
-            metrics = worker_metrics(self.port)
-            value = metrics.get("pulse_events_in_total")
+            samples = worker_metrics(self.port)
+            value = samples.get("pulse_events_in_total")
             if value is not None:
-                self.samples.append((time.perf_counter() - self.started, value, metrics.get("process_cpu_seconds_total")))
+                cpu = samples.get("process_cpu_seconds_total")
+                self.samples.append((time.perf_counter() - self.started, value, cpu))
             self.done.wait(self.period)
 
     def left_zero(self) -> float:
@@ -178,8 +179,8 @@ def timed_catch_up(settings: Settings, starting: Callable[[], None] | None = Non
         sampler.join()
     wait_caught_up(settings.bootstrap, settings.sink_group, topics.sink_inputs(), CATCH_UP_S, poll_s=0.1)
     origin = sampler.left_zero() if starting is not None else 0.0
-    return CatchUp(worker_done - origin, time.perf_counter() - started - origin, sampler.steady_eps(),
-                   sampler.steady_cpu())
+    sink_done = time.perf_counter() - started
+    return CatchUp(worker_done - origin, sink_done - origin, sampler.steady_eps(), sampler.steady_cpu())
 
 
 # --- event to queryable ----------------------------------------------------------------

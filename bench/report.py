@@ -50,6 +50,11 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         rate(f"worker, all jobs, steady, per core (the worker kept {backlog['steady_cpu']:.0%} of one busy)",
              backlog["steady_eps"] / backlog["steady_cpu"], BACKLOG_TARGET_EPS,
              "target, per worker process on one core")  # fmt: skip
+    if jobs_alone := results.get("jobs_in_process_eps"):
+        rate("the jobs alone: the worker's runner in process on the same events, no Kafka or Faust", jobs_alone,
+             BACKLOG_TARGET_EPS, "target, per worker process on one core")  # fmt: skip
+        rate("worker, all jobs, next to its jobs alone in process", results.get("all_worker_eps"), jobs_alone,
+             "the jobs alone")  # fmt: skip
     rate("all jobs and the sink, to ClickHouse", results.get("all_sink_eps"), consumer, raw_consumer)
     if "all_sink_eps" in results and "raw_insert_eps" in results:
         rate(

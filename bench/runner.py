@@ -4,7 +4,8 @@ Phases, in order (``BenchConfig.phases`` picks some; ``pulse bench --only live``
 
 - ``producer``: ``EventProducer`` throughput on the simulated events;
 - ``ceilings``: the bare clients on the same data (confluent-kafka producer, aiokafka
-  consumer + orjson, clickhouse-connect columnar insert);
+  consumer + orjson, clickhouse-connect columnar insert), and the worker's jobs alone in
+  process, without Kafka or Faust;
 - ``validate``, ``backlog``: the worker with validation alone, then with every job, on the
   events already in Kafka (a backlog), and the sink behind it;
 - ``live``: the live capacity of events produced straight to Kafka: the highest steady rate whose
@@ -144,8 +145,10 @@ def _measure(base: Settings, bootstrap: str, root: Path, config: BenchConfig, lo
             results["raw_insert_eps"] = n / ceilings.bare_clickhouse_insert(
                 str(root / "insert-ceiling"), [v for _, v in records]
             )
+            results["jobs_in_process_eps"] = n / ceilings.jobs_in_process(records)
             log(f"[ceilings] producer {results['raw_producer_eps']:,.0f}, consumer {results['raw_consumer_eps']:,.0f}, "
-                f"insert {results['raw_insert_eps']:,.0f} events/s")  # fmt: skip
+                f"insert {results['raw_insert_eps']:,.0f}, the jobs in process {results['jobs_in_process_eps']:,.0f} "
+                "events/s")  # fmt: skip
             done("ceilings")
 
     for phase, job, jobs_on in (("validate", "validate", False), ("backlog", "all", True)):

@@ -37,7 +37,7 @@ def test_bench_smoke(settings: Settings, tmp_path: Path) -> None:
     rates = [k for k in results if k.endswith("_eps")]
     assert sorted(rates) == sorted([
         "producer_eps", "raw_producer_eps", "raw_consumer_eps", "raw_insert_eps", "validate_worker_eps",
-        "validate_sink_eps", "all_worker_eps", "all_sink_eps",
+        "validate_sink_eps", "all_worker_eps", "all_sink_eps", "jobs_in_process_eps",
     ])  # fmt: skip
     assert all(results[k] > 0 for k in rates)
     live, collector = results["live"], results["collector"]
@@ -55,12 +55,14 @@ def test_bench_smoke(settings: Settings, tmp_path: Path) -> None:
         assert point["failed"] == 0 and point["statuses"] == {"202": point["requests"]}
         assert point["requests"] > point["sent"] / 10
     assert "steady_eps" in results["all_backlog"]  # None when the short backlog is gone before the clock starts
+    assert "steady_cpu" in results["all_backlog"]  # likewise
     assert set(results["memory"]) == {"baseline_rss", "300", "600"}
     assert results["timer_rebuild"]["users"] == 600 and results["timer_rebuild"]["max_step_s"] > 0
     assert results["rebalance"]["users_in_state"] == 600
     assert results["rebalance"]["join"]["events"] > 0 and results["rebalance"]["leave"]["events"] > 0
     table = (out / "bench.md").read_text()
     assert "| worker, all jobs (+ sessions) |" in table and report["machine"]["packages"]["faust-streaming"]
+    assert "| worker, all jobs, next to its jobs alone in process |" in table
     assert "| live capacity: highest steady rate with p99 event-to-queryable under 5,000 ms" in table
     assert "| collector: requests answered 2xx, every point |" in table
     assert "## collector: event-to-queryable latency by rate" in table

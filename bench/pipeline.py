@@ -133,9 +133,9 @@ class _CounterSampler(threading.Thread):
     def steady_cpu(self, low: float = 0.1, high: float = 0.9) -> float | None:
         """The worker's CPU seconds a second over the span of :meth:`steady_eps`: the share of a core it used."""
         span = self._steady_span(low, high)
-        cpu = [(t, seconds) for t, _, seconds in self.samples if seconds is not None]
         if span is None:
             return None
+        cpu = [(t, seconds) for t, _, seconds in self.samples if seconds is not None]
         start, end = _interpolate(cpu, span[0]), _interpolate(cpu, span[1])
         return None if start is None or end is None else (end - start) / (span[1] - span[0])
 

@@ -5,7 +5,7 @@ state. glibc's allocator keeps the pages of freed chunks for reuse and returns o
 of the heap, so a burst (a backlog caught up, the consumer fetching megabytes of records
 ahead) left the RSS at its high-water mark for good, whatever the state held afterwards. In
 the benchmark, the worker's RSS with 100,000 users in state was 232 to 301 MiB over five runs
-of the same code; with a trim every second, 217 to 221 MiB. ``malloc_trim`` returns every
+of the same code; with a trim every second, 215 to 225 MiB over four. ``malloc_trim`` returns every
 whole free page of the heap: about 8 ms for 130 MiB freed in a heap of 700 MiB, next to
 nothing when there is nothing to return.
 """
@@ -14,17 +14,16 @@ from __future__ import annotations
 
 import ctypes
 from collections.abc import Callable
-from typing import Any
 
 
 def _malloc_trim() -> Callable[[int], int] | None:
     """glibc's ``malloc_trim``, or None where the C library has none (musl, macOS)."""
     try:
-        trim: Any = ctypes.CDLL(None).malloc_trim
+        trim = ctypes.CDLL(None).malloc_trim
     except AttributeError:
         return None
     trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-    return trim  # type: ignore[no-any-return]
+    return trim
 
 
 _MALLOC_TRIM = _malloc_trim()

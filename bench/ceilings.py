@@ -99,11 +99,7 @@ settle_garbage_collector()
 started = time.perf_counter()
 for partition, value in records:
     offset = offsets[partition] = offsets.get(partition, -1) + 1
-    for key, state in runner.process(value, "events", int(partition), offset).writes.items():
-        if state is None:
-            store.pop(key, None)
-        else:
-            store[key] = state
+    runner.process(value, "events", int(partition), offset).apply_writes(store)
 print(time.perf_counter() - started)
 """
 

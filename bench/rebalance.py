@@ -65,14 +65,9 @@ def build_state(
     offsets = dict.fromkeys(range(partitions), 0)
 
     def flush(partition: int) -> None:
-        out = runner.process(b"\n".join(batches[partition]), "bench", partition, offsets[partition])
+        runner.process(b"\n".join(batches[partition]), "bench", partition, offsets[partition]).apply_writes(store)
         offsets[partition] += 1
         batches[partition].clear()
-        for key, value in out.writes.items():
-            if value is None:
-                store.pop(key, None)
-            else:
-                store[key] = value
 
     written = min(users, distinct)
     samples = []

@@ -82,23 +82,17 @@ def calm_pass(settings: Settings, lines: Iterable[bytes], end_ms: int | None = N
         while queued:  # the line, then what the runner sent the events topic for it (identity stitching), in order
             key, value, headers = queued.popleft()
             partition = partition_for(key, settings.partitions) if key else 0
-            _apply(store, out := runner.handle(value, "reference", partition, offsets[partition], key.encode(), headers))
+            out = runner.handle(value, "reference", partition, offsets[partition], key.encode(), headers)
+            out.apply_writes(store)
             offsets[partition] += 1
             queued += [(reroute.user_id, reroute.value, dict(reroute.headers)) for reroute in out.reroutes]
             yield partition, out
     wall_ms = time.time_ns() // 1_000_000 if end_ms is None else end_ms
     idle_ms = int(settings.sessions.idle_close_seconds * 1000)
     for partition in range(settings.partitions):
-        _apply(store, out := runner.tick(partition, wall_ms + idle_ms + 1))
+        out = runner.tick(partition, wall_ms + idle_ms + 1)
+        out.apply_writes(store)
         yield partition, out
-
-
-def _apply(store: dict[bytes, bytes], out: Output) -> None:
-    for key, value in out.writes.items():
-        if value is None:
-            store.pop(key, None)
-        else:
-            store[key] = value
 
 
 FOUND_STEPS = "SELECT step_id, toUnixTimestamp64Milli(ts), event_id, since_entry_s FROM funnel_steps FINAL"

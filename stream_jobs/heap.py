@@ -5,7 +5,7 @@ state. glibc's allocator keeps the pages of freed chunks for reuse and returns o
 of the heap, so a burst (a backlog caught up, the consumer fetching megabytes of records
 ahead) left the RSS at its high-water mark for good, whatever the state held afterwards. In
 the benchmark, the worker's RSS with 100,000 users in state was 232 to 301 MiB over five runs
-of the same code; with a trim every second, 215 to 225 MiB over four. ``malloc_trim`` returns every
+of the same code; with a trim every second, 215 to 225 MiB over five. ``malloc_trim`` returns every
 whole free page of the heap: about 8 ms for 130 MiB freed in a heap of 700 MiB, next to
 nothing when there is nothing to return.
 """

@@ -33,7 +33,7 @@ from __future__ import annotations
 import time
 from array import array
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, MutableMapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
@@ -123,6 +123,14 @@ class Output:
         """Publish a valid event (its JSON line) to the valid-events output."""
         self.rows.setdefault(VALID_EVENTS, []).append(line)
         self.valid_times.append(ts)
+
+    def apply_writes(self, store: MutableMapping[bytes, bytes]) -> None:
+        """Write the state into a plain mapping, as runs without Kafka do (the worker holds changelog records too)."""
+        for key, value in self.writes.items():
+            if value is None:
+                store.pop(key, None)
+            else:
+                store[key] = value
 
 
 def default_jobs(settings: Settings) -> tuple[Job[Any], ...]:

@@ -83,13 +83,8 @@ class UserState:
 
     def due_slices(self, slices: Sequence[Job[Any]], watermark: int) -> list[Job[Any]]:
         """The slices whose deadline the watermark has passed."""
-        due = []
-        known = self._deadlines
-        for slice_ in slices:
-            deadline = known[slice_.name] if slice_.name in known else self.slice_deadline(slice_)
-            if deadline is not None and deadline < watermark:
-                due.append(slice_)
-        return due
+        deadlines = ((slice_, self.slice_deadline(slice_)) for slice_ in slices)
+        return [slice_ for slice_, deadline in deadlines if deadline is not None and deadline < watermark]
 
     def deadline(self, slices: Sequence[Job[Any]]) -> int | None:
         """The earliest deadline over every slice."""

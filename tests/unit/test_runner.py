@@ -119,3 +119,9 @@ def test_identity_events_make_no_session_and_count_in_none(tmp_path: Path) -> No
     group = {"event_id": "g0", "type": "group", "user_id": "u1", "ts": T0 + 2 * MINUTE, "props": {"group_id": "acme"}}
     visit = worker.feed(record(login(1, 1), group, login(2, 3)), offset=1)
     assert live_sessions(visit) == [(2, T0 + MINUTE, False)]
+
+
+def test_a_results_writes_apply_to_a_plain_store_deletes_included() -> None:
+    store = {b"kept": b"1", b"gone": b"2"}
+    Output(writes={b"new": b"3", b"gone": None, b"never": None}).apply_writes(store)
+    assert store == {b"kept": b"1", b"new": b"3"}
